@@ -1,0 +1,103 @@
+"""Ray Serve wiring only: an ONNX ``Encoder`` deployment, a FastAPI ``Ingress``, a builder.
+
+Everything else lives in the Ray-free ``encoder`` package. No ``from __future__ import
+annotations`` here: Ray reads the builder's ``args`` type at run time to validate the YAML.
+"""
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import List, Union
+
+import numpy as np
+import ray
+from ray import serve
+from ray.serve import Application
+from ray.serve.handle import DeploymentHandle
+
+from encoder.batching import TokenBatch
+from encoder.errors import EncoderFailure
+from encoder.http_app import build_app
+from encoder.model_card import ModelCard
+from encoder.model_files import resolve_model
+from encoder.pipeline import EmbeddingPipeline
+from encoder.service import EmbeddingsService
+from encoder.settings import ServiceSettings
+from encoder.tokenize import TextTokenizer
+
+logger = logging.getLogger("ray.serve")
+
+
+def _batch_tokens(batches: List[TokenBatch]) -> int:
+    """Size of a pending batch for ``@serve.batch``: tokens, not requests.
+
+    Runs inside Ray's batcher, where an exception would break batching: it never raises.
+    """
+    try:
+        return sum(b.size for b in batches)
+    except Exception:
+        return len(batches)
+
+
+def _replica_threads(settings: ServiceSettings) -> int:
+    if settings.ort_threads:
+        return settings.ort_threads
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    return max(1, round(cpus))
+
+
+@serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 1})
+class Encoder:
+    """One ONNX Runtime session; concurrent calls are merged into token-budgeted batches."""
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.pipeline = EmbeddingPipeline.load(settings, _replica_threads(settings))
+        # ORT runs on one dedicated thread so the event loop keeps queueing the next batch.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx")
+        self.embed.set_max_batch_size(settings.max_batch_tokens)
+        self.embed.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=16_384, batch_wait_timeout_s=0.003, batch_size_fn=_batch_tokens)
+    async def embed(self, batches: List[TokenBatch]) -> List[Union[np.ndarray, EncoderFailure]]:
+        """Pooled vectors for each token batch (a failure object where a run failed)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.pipeline.embed, batches)
+
+    async def ping(self) -> bool:
+        """Readiness probe used by the ingress's ``/health``."""
+        return True
+
+
+@serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.2})
+@serve.ingress()
+class Ingress:
+    """HTTP front: validates and tokenizes, fans token batches out to the encoders."""
+
+    def __init__(self, settings: ServiceSettings, encoder: DeploymentHandle) -> None:
+        files = resolve_model(settings.model, settings.onnx_file, settings.revision,
+                              with_onnx=False)
+        self._encoder = encoder
+        self.service = EmbeddingsService(
+            settings, ModelCard.from_folder(files.root), TextTokenizer(files.root), self._embed
+        )
+
+    async def _embed(self, batches: List[TokenBatch]) -> List[np.ndarray]:
+        results = await asyncio.gather(*(self._encoder.embed.remote(b) for b in batches))
+        for result in results:
+            if isinstance(result, EncoderFailure):
+                raise result
+        return results
+
+    async def _ready(self) -> bool:
+        try:
+            return await asyncio.wait_for(self._encoder.ping.remote(), timeout=2.0)
+        except Exception:
+            return False
+
+    def __serve_build_asgi_app__(self):
+        return build_app(self.service, self._ready)
+
+
+def app_builder(args: ServiceSettings) -> Application:
+    """Build the application from ``serve_config.yaml``'s ``args`` (validated by Ray)."""
+    return Ingress.bind(args, Encoder.bind(args))

@@ -1,0 +1,63 @@
+"""Request schema of ``POST /v1/embeddings`` (OpenAI fields plus Jina's) and its parsing."""
+
+from __future__ import annotations
+
+from typing import Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+
+from encoder.errors import APIError, invalid
+
+InputType = Union[StrictStr, list[StrictStr], list[StrictInt], list[list[StrictInt]]]
+
+INPUT_SHAPE = (
+    "'input' must be a string, an array of strings, an array of token ids (integers) "
+    "or an array of arrays of token ids"
+)
+
+
+class EmbeddingRequest(BaseModel):
+    """Body of ``POST /v1/embeddings``.
+
+    OpenAI fields: input, model (accepted, the served model answers), encoding_format,
+    dimensions, user (ignored). Jina fields: task, normalized, truncate. ``max_length`` is kept
+    from the old server: a per-request token cap that implies truncation unless ``truncate``
+    is explicitly false.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: InputType
+    model: StrictStr | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: StrictInt | None = Field(default=None, ge=1)
+    user: StrictStr | None = None
+    task: StrictStr | None = None
+    normalized: StrictBool = True
+    truncate: StrictBool | None = None
+    max_length: StrictInt | None = Field(default=None, ge=1)
+
+
+def parse_embedding_request(body: bytes) -> EmbeddingRequest:
+    """Validate a raw JSON body; every failure is a 400 naming the offending field."""
+    try:
+        return EmbeddingRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise _as_api_error(exc) from None
+
+
+def _as_api_error(exc: ValidationError) -> APIError:
+    error = exc.errors(include_url=False)[0]
+    kind, loc = error["type"], error["loc"]
+    if kind == "json_invalid":
+        return invalid(f"request body is not valid JSON: {error.get('ctx', {}).get('error', '')}")
+    if not loc:
+        return invalid("request body must be a JSON object")
+    param = str(loc[0])
+    if kind == "missing":
+        return invalid(f"'{param}' is required", param=param)
+    if kind == "extra_forbidden":
+        return invalid(f"Unrecognized request argument supplied: {param}", param=param)
+    if param == "input":
+        return invalid(INPUT_SHAPE, param="input")
+    return invalid(f"invalid '{param}': {error['msg']}", param=param)

@@ -1,0 +1,90 @@
+"""How token sequences travel to the encoder and are packed into ONNX runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TokenBatch:
+    """Token sequences of one task, flattened: what the ingress sends in one handle call.
+
+    One flat int32 array plus lengths pickles in a single buffer, unlike a list of lists.
+    """
+
+    task_id: int | None
+    ids: np.ndarray  # int32, all sequences back to back
+    lengths: np.ndarray  # int32, one per sequence
+    # Its share of the encoder's token budget: its tokens, capped at the budget so that a
+    # lone over-budget sequence still fits in a batch of its own.
+    size: int = 1
+
+    @classmethod
+    def from_lists(
+        cls, task_id: int | None, sequences: Sequence[Sequence[int]], budget: int
+    ) -> TokenBatch:
+        """Flatten ``sequences``; ``budget`` is the encoder's ``max_batch_tokens``."""
+        lengths = np.fromiter((len(s) for s in sequences), dtype=np.int32, count=len(sequences))
+        flat = np.fromiter(
+            (t for s in sequences for t in s), dtype=np.int32, count=int(lengths.sum())
+        )
+        size = max(1, min(int(lengths.sum()), budget))
+        return cls(task_id=task_id, ids=flat, lengths=lengths, size=size)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def tokens(self) -> int:
+        return int(self.lengths.sum())
+
+    def sequences(self) -> list[np.ndarray]:
+        """The sequences as views into the flat array."""
+        return np.split(self.ids, np.cumsum(self.lengths)[:-1])
+
+
+def split_by_tokens(sequences: Sequence[Sequence[int]], budget: int) -> list[range]:
+    """Consecutive index ranges whose token sums stay within ``budget`` (at least one each).
+
+    The ingress sends each range as its own handle call, so one large request is spread
+    over encoder batches (and replicas) instead of becoming one giant call.
+    """
+    ranges, start, total = [], 0, 0
+    for index, sequence in enumerate(sequences):
+        if index > start and total + len(sequence) > budget:
+            ranges.append(range(start, index))
+            start, total = index, 0
+        total += len(sequence)
+    if sequences:
+        ranges.append(range(start, len(sequences)))
+    return ranges
+
+
+def plan_runs(lengths: np.ndarray, budget: int) -> list[np.ndarray]:
+    """Pack sequences into ONNX runs of at most ``budget`` padded tokens (longest x count).
+
+    Sequences are sorted longest first so each run pads to a similar length; a sequence
+    longer than the budget runs alone. Returns index arrays into ``lengths``.
+    """
+    order = np.argsort(-lengths, kind="stable")
+    runs, start = [], 0
+    while start < len(order):
+        longest = int(lengths[order[start]])
+        count = max(1, budget // max(longest, 1))
+        runs.append(order[start : start + count])
+        start += count
+    return runs
+
+
+def pad(sequences: Sequence[np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad to a ``[batch, longest]`` int64 id matrix and its attention mask."""
+    longest = max(len(s) for s in sequences)
+    ids = np.full((len(sequences), longest), pad_id, dtype=np.int64)
+    mask = np.zeros((len(sequences), longest), dtype=np.int64)
+    for row, sequence in enumerate(sequences):
+        ids[row, : len(sequence)] = sequence
+        mask[row, : len(sequence)] = 1
+    return ids, mask

@@ -1,0 +1,136 @@
+"""The HTTP API as a FastAPI app built around an ``EmbeddingsService`` (no Ray here)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from encoder.api import EmbeddingRequest, parse_embedding_request
+from encoder.errors import APIError, EncoderFailure, error_envelope, type_for_status
+from encoder.output import render_json
+from encoder.service import EmbeddingsService
+
+logger = logging.getLogger(__name__)
+
+ReadyCheck = Callable[[], Awaitable[bool]]
+
+_JSON = "application/json"
+_REQUEST_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {_JSON: {"schema": {"$ref": "#/components/schemas/EmbeddingRequest"}}},
+    }
+}
+
+
+def build_app(service: EmbeddingsService, ready: ReadyCheck) -> FastAPI:
+    """The OpenAI-compatible API: ``/v1/embeddings``, ``/v1/models``, ``/health``, ``/``."""
+    app = FastAPI(title="jina-embeddings-v3 on ONNX Runtime", version="1.0.0")
+    max_body = service.settings.max_body_bytes
+
+    async def embeddings(request: Request) -> Response:
+        body = await _read_body(request, max_body)
+        parsed = parse_embedding_request(body)
+        try:
+            result = await service.create_embeddings(parsed)
+        except EncoderFailure as exc:
+            raise APIError(str(exc), status=500, type="server_error") from exc
+        return Response(render_json(result), media_type=_JSON)
+
+    # Both paths: OpenAI clients append /embeddings to a base URL that may lack /v1.
+    app.add_api_route(
+        "/v1/embeddings", embeddings, methods=["POST"], openapi_extra=_REQUEST_SCHEMA
+    )
+    app.add_api_route("/embeddings", embeddings, methods=["POST"], include_in_schema=False)
+
+    @app.get("/v1/models")
+    async def models() -> dict:
+        return service.models()
+
+    @app.get("/health")
+    async def health() -> Response:
+        if await ready():
+            return JSONResponse({"status": "ok"})
+        return _error_response(
+            APIError("encoders are not ready", status=503, type="server_error")
+        )
+
+    @app.get("/")
+    async def index() -> dict:
+        return {"service": "embeddings", "model": service.settings.served_model_name,
+                "endpoints": ["/v1/embeddings", "/v1/models", "/health"]}
+
+    _install_error_handlers(app)
+    _add_request_schema(app)
+    return app
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> APIError:
+    return APIError(
+        f"request body is larger than {limit} bytes", status=413, code="request_too_large"
+    )
+
+
+def _error_response(exc: APIError) -> JSONResponse:
+    return JSONResponse(exc.envelope(), status_code=exc.status, headers=exc.headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def api_error(_: Request, exc: APIError) -> JSONResponse:
+        return _error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        body = error_envelope(str(exc.detail), type_for_status(exc.status_code))
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+        param = loc[0] if loc else None
+        body = error_envelope(first.get("msg", "invalid request"), "invalid_request_error", param)
+        return JSONResponse(body, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error")
+        body = error_envelope("internal server error", "server_error")
+        return JSONResponse(body, status_code=500)
+
+
+def _add_request_schema(app: FastAPI) -> None:
+    # The body is parsed by hand (any content type, exact error envelopes), so the schema
+    # FastAPI cannot infer is added to the OpenAPI document here.
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        request = EmbeddingRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(request.pop("$defs", {}))
+        components["EmbeddingRequest"] = request
+        return schema
+
+    app.openapi = openapi

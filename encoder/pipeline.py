@@ -1,0 +1,80 @@
+"""The encoder's core: token batches in, pooled float32 vectors out, one ONNX run at a time."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from encoder.batching import TokenBatch, pad, plan_runs
+from encoder.errors import EncoderFailure
+from encoder.model_card import ModelCard
+from encoder.model_files import resolve_model
+from encoder.pooling import POOLERS
+from encoder.runtime import OnnxModel
+from encoder.settings import ServiceSettings
+
+logger = logging.getLogger(__name__)
+
+
+class EmbeddingPipeline:
+    """Group items by task, sort by length, pack runs by padded tokens, run, pool.
+
+    Returns raw pooled vectors (not normalised): what a client asked for (dimensions,
+    normalisation, encoding) is applied by the ingress, so one batch never mixes options.
+    """
+
+    def __init__(self, model: OnnxModel, card: ModelCard, max_batch_tokens: int) -> None:
+        self.model = model
+        self.card = card
+        self.max_batch_tokens = max_batch_tokens
+        self._pool = POOLERS[card.pooling]
+        self.width = self._warm_up()
+        if card.hidden_size is not None and card.hidden_size != self.width:
+            raise ValueError(
+                f"model outputs width {self.width} but config.json says {card.hidden_size}"
+            )
+
+    @classmethod
+    def load(cls, settings: ServiceSettings, threads: int) -> EmbeddingPipeline:
+        """Resolve the model named by ``settings`` and open its ONNX session."""
+        files = resolve_model(settings.model, settings.onnx_file, settings.revision)
+        card = ModelCard.from_folder(files.root)
+        logger.info("loading %s with %d ORT thread(s)", files.onnx, threads)
+        return cls(OnnxModel(files.onnx, threads), card, settings.max_batch_tokens)
+
+    def _warm_up(self) -> int:
+        # The first ORT run allocates and plans; do it before traffic, and learn the width.
+        ids = np.full((1, 4), self.card.pad_token_id, dtype=np.int64)
+        task = 0 if self.model.has_task_id else None
+        return int(self.model.token_states(ids, np.ones_like(ids), task).shape[-1])
+
+    def embed(self, batches: Sequence[TokenBatch]) -> list[np.ndarray | EncoderFailure]:
+        """Pooled vectors for each batch, in input order; a failed run fails only its batches."""
+        results = [np.empty((len(b), self.width), dtype=np.float32) for b in batches]
+        failures: dict[int, EncoderFailure] = {}
+        by_task: dict[int | None, list[tuple[int, int, np.ndarray]]] = defaultdict(list)
+        for b, batch in enumerate(batches):
+            for k, sequence in enumerate(batch.sequences()):
+                by_task[batch.task_id].append((b, k, sequence))
+        for task_id, entries in by_task.items():
+            lengths = np.fromiter((len(e[2]) for e in entries), dtype=np.int64)
+            for run in plan_runs(lengths, self.max_batch_tokens):
+                members = [entries[i] for i in run]
+                try:
+                    vectors = self._run([m[2] for m in members], task_id)
+                except Exception as exc:  # one bad run must not fail the other batches
+                    logger.exception("ONNX run failed")
+                    for b, _, _ in members:
+                        failures[b] = EncoderFailure(f"encoder run failed: {exc}")
+                    continue
+                for row, (b, k, _) in enumerate(members):
+                    results[b][k] = vectors[row]
+        return [failures.get(b, result) for b, result in enumerate(results)]
+
+    def _run(self, sequences: list[np.ndarray], task_id: int | None) -> np.ndarray:
+        ids, mask = pad(sequences, self.card.pad_token_id)
+        states = self.model.token_states(ids, mask, task_id)
+        return self._pool(states, mask)

@@ -1,0 +1,55 @@
+"""All options of the service in one pydantic model: YAML ``args`` are validated here once.
+
+Defaults live here and nowhere else; ``serve_config.yaml`` carries only what an operator tunes.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ServiceSettings(BaseModel):
+    """Options of the embedding application (the ``args`` of ``serve_config.yaml``).
+
+    Model
+      model: a local folder in the Hugging Face layout, or a hub repo id downloaded with
+        ``huggingface_hub`` (honours ``HF_HOME``, ``HF_TOKEN`` and ``HF_HUB_OFFLINE``).
+      revision: hub revision (branch, tag or commit) to download; ignored for folders.
+      onnx_file: ONNX file inside the model folder. ``onnx/model_fp16.onnx`` halves memory
+        but is slower on most CPUs than fp32.
+      served_model_name: the ``model`` reported in responses and ``/v1/models``.
+      default_task: task used when a request names none (models with tasks only).
+      max_tokens: cap on tokens per input, below the model's own limit (None = the model's).
+
+    Limits (requests over them get a 400/413 before any work is queued)
+      max_inputs: inputs per request (OpenAI allows 2048).
+      max_request_tokens: tokens per request, summed over inputs. Bounds the work one caller
+        can queue; 300k is OpenAI's per-request cap.
+      max_body_bytes: request body size; sized so 2048 inputs near the token cap fit.
+
+    Batching (trade latency against throughput)
+      max_batch_tokens: padded tokens (longest input x inputs) per ONNX run. Larger runs
+        amortise per-run overhead on short texts; on CPU, attention makes very large runs of
+        long texts slower per text, so this is a budget, not a target.
+      batch_wait_timeout_s: how long the encoder waits for more requests to fill a batch.
+        Adds up to this much latency to a lone request.
+      ort_threads: ONNX Runtime intra-op threads per encoder replica (None = the replica's
+        ``num_cpus``, at least 1). More threads than CPUs makes every replica slower.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = "jinaai/jina-embeddings-v3"
+    revision: str | None = None
+    onnx_file: str = "onnx/model.onnx"
+    served_model_name: str = "jina-embeddings-v3"
+    default_task: str = "text-matching"
+    max_tokens: int | None = Field(default=None, ge=1)
+
+    max_inputs: int = Field(default=2048, ge=1)
+    max_request_tokens: int = Field(default=300_000, ge=1)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+
+    max_batch_tokens: int = Field(default=16_384, ge=1)
+    batch_wait_timeout_s: float = Field(default=0.003, ge=0.0)
+    ort_threads: int | None = Field(default=None, ge=1)

@@ -1,0 +1,108 @@
+"""Tokenization with the model's own fast tokenizer, and the per-input token limits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from encoder.errors import invalid
+
+
+class TextTokenizer:
+    """The model's tokenizer (``tokenizer.json`` + ``tokenizer_config.json``), loaded once.
+
+    Loaded through ``transformers`` so the model's tokenizer config (special tokens, casing)
+    applies; the hot path then calls its Rust backend's ``encode_batch`` directly, which
+    tokenizes a whole request in parallel without a Python loop per text.
+    """
+
+    def __init__(self, root: Path) -> None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(root), local_files_only=True)
+        if not getattr(tokenizer, "is_fast", False):
+            raise ValueError(f"{root} has no fast tokenizer (tokenizer.json)")
+        backend = tokenizer.backend_tokenizer
+        # Truncation and padding are decided per request here and padding per ONNX run in
+        # the encoder; the backend must do neither on its own.
+        backend.no_truncation()
+        backend.no_padding()
+        self._backend = backend
+        self.vocab_size: int = len(tokenizer)
+        self.pad_token_id: int = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.special_tokens: int = backend.num_special_tokens_to_add(False)
+
+    def encode(self, texts: Sequence[str], limit: int, truncate: bool) -> list[list[int]]:
+        """Token ids (special tokens included) of each text, at most ``limit`` long.
+
+        An input over ``limit`` is cut to it when ``truncate`` is set (the special tokens
+        stay), otherwise it is a 400 naming the input's index and length.
+        """
+        try:
+            encodings = self._backend.encode_batch(list(texts))
+        except (TypeError, ValueError, UnicodeError) as exc:
+            raise _unencodable(texts) from exc
+        out = []
+        for index, encoding in enumerate(encodings):
+            ids = encoding.ids
+            if len(ids) > limit:
+                if not truncate:
+                    raise too_long(index, len(ids), limit)
+                ids = self._truncated(texts[index], limit)
+            out.append(ids)
+        return out
+
+    def _truncated(self, text: str, limit: int) -> list[int]:
+        # Same as the tokenizer's own truncation: cut the text's tokens, then add specials.
+        encoding = self._backend.encode(text, add_special_tokens=False)
+        encoding.truncate(max(limit - self.special_tokens, 0))
+        return self._backend.post_process(encoding).ids
+
+    def check_ids(
+        self, sequences: Sequence[Sequence[int]], limit: int, truncate: bool
+    ) -> list[list[int]]:
+        """Validate client-sent token ids: non-empty, inside the vocabulary, within ``limit``."""
+        out = []
+        for index, ids in enumerate(sequences):
+            if not ids:
+                raise invalid(f"input[{index}] is an empty list of token ids", param="input")
+            low, high = min(ids), max(ids)
+            if low < 0 or high >= self.vocab_size:
+                bad = low if low < 0 else high
+                raise invalid(
+                    f"input[{index}] has token id {bad}, outside this model's vocabulary "
+                    f"[0, {self.vocab_size - 1}]",
+                    param="input",
+                )
+            if len(ids) > limit:
+                if not truncate:
+                    raise too_long(index, len(ids), limit)
+                ids = ids[:limit]
+            out.append(list(ids))
+        return out
+
+    def tokenize(self, text: str) -> tuple[list[int], list[str]]:
+        """Ids and token strings of one text, special tokens included."""
+        encoding = self._backend.encode(text)
+        return encoding.ids, encoding.tokens
+
+
+def too_long(index: int, tokens: int, limit: int):
+    """The 400 for an input over the token limit."""
+    return invalid(
+        f"input[{index}] has {tokens} tokens, more than the limit of {limit}; shorten it or "
+        'send "truncate": true to cut it to the limit',
+        param="input",
+        code="context_length_exceeded",
+    )
+
+
+def _unencodable(texts: Sequence[str]):
+    for index, text in enumerate(texts):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return invalid(
+                f"input[{index}] is not valid Unicode (it holds a lone surrogate)", param="input"
+            )
+    return invalid("input could not be tokenized", param="input")
