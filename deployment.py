@@ -16,7 +16,7 @@ from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
 from encoder.batching import TokenBatch
-from encoder.errors import EncoderFailure
+from encoder.errors import EncoderFailure, raise_failures
 from encoder.http_app import build_app
 from encoder.model_card import ModelCard
 from encoder.model_files import resolve_model
@@ -82,11 +82,9 @@ class Ingress:
         )
 
     async def _embed(self, batches: List[TokenBatch]) -> List[np.ndarray]:
-        results = await asyncio.gather(*(self._encoder.embed.remote(b) for b in batches))
-        for result in results:
-            if isinstance(result, EncoderFailure):
-                raise result
-        return results
+        return raise_failures(
+            await asyncio.gather(*(self._encoder.embed.remote(b) for b in batches))
+        )
 
     async def _ready(self) -> bool:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
@@ -42,6 +43,18 @@ def parse_embedding_request(body: bytes) -> EmbeddingRequest:
     """Validate a raw JSON body; every failure is a 400 naming the offending field."""
     try:
         return EmbeddingRequest.model_validate_json(body)
+    except ValidationError as exc:
+        if exc.errors()[0]["type"] != "json_invalid":
+            raise _as_api_error(exc) from None
+        first = exc
+    # The fast parser rejects JSON that escapes a lone surrogate ("\ud800"); the stdlib
+    # parser accepts it, so the error can name the input that holds it (tokenizing rejects it).
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise _as_api_error(first) from None
+    try:
+        return EmbeddingRequest.model_validate(data)
     except ValidationError as exc:
         raise _as_api_error(exc) from None
 

@@ -47,6 +47,17 @@ class EncoderFailure(Exception):
     """The encoder could not embed a chunk (a server-side fault, never the client's input)."""
 
 
+def raise_failures(results: list[Any]) -> list[Any]:
+    """Return encoder results unchanged, or raise the first ``EncoderFailure`` among them.
+
+    The batched encoder returns failures as values, so one bad run fails only its callers.
+    """
+    for result in results:
+        if isinstance(result, EncoderFailure):
+            raise result
+    return results
+
+
 # Status codes the HTTP layer maps to an OpenAI ``type``; anything >= 500 is the server's fault.
 STATUS_TYPES = {
     400: "invalid_request_error",

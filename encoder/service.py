@@ -14,9 +14,10 @@ import numpy as np
 
 from encoder.api import EmbeddingRequest
 from encoder.batching import TokenBatch, split_by_tokens
-from encoder.errors import invalid
+from encoder.errors import invalid, raise_failures
 from encoder.model_card import ModelCard
 from encoder.output import embedding_items
+from encoder.pipeline import EmbeddingPipeline
 from encoder.pooling import finish
 from encoder.settings import ServiceSettings
 from encoder.tokenize import TextTokenizer
@@ -149,3 +150,12 @@ class EmbeddingsService:
         if sum(len(t) for t in texts) <= _INLINE_TOKENIZE_CHARS:
             return self.tokenizer.encode(texts, limit, truncate)
         return await asyncio.to_thread(self.tokenizer.encode, texts, limit, truncate)
+
+
+def local_embedder(pipeline: EmbeddingPipeline) -> Embedder:
+    """An ``Embedder`` that runs the pipeline in this process (tests, benchmarks, no Ray)."""
+
+    async def embed(batches: list[TokenBatch]) -> list[np.ndarray]:
+        return raise_failures(await asyncio.to_thread(pipeline.embed, batches))
+
+    return embed

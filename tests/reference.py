@@ -1,0 +1,67 @@
+"""An independent per-text fp32 reference of what the model should give.
+
+Written from the model card, not from the service's code: prefix -> tokenize (one text, no
+padding) -> ONNX -> attention-mask mean -> L2 normalise -> truncate -> renormalise. The
+service must match it whatever its batching does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+
+class ReferenceEncoder:
+    """One text at a time, the way the official ``encode`` does it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.config = json.loads((folder / "config.json").read_text())
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.session = ort.InferenceSession(str(folder / "onnx/model.onnx"),
+                                            providers=["CPUExecutionProvider"])
+        self.input_names = {i.name for i in self.session.get_inputs()}
+        outputs = [o.name for o in self.session.get_outputs()]
+        self.output = "text_embeds" if "text_embeds" in outputs else "last_hidden_state"
+
+    def ids(self, text: str, task: str | None = None) -> list[int]:
+        prefix = (self.config.get("task_instructions") or {}).get(task, "") if task else ""
+        return self.tokenizer.encode(prefix + text).ids
+
+    def embed_ids(self, ids: list[int], task: str | None = None) -> np.ndarray:
+        """Raw mean-pooled vector of one id sequence (no normalisation)."""
+        feed = {
+            "input_ids": np.array([ids], dtype=np.int64),
+            "attention_mask": np.ones((1, len(ids)), dtype=np.int64),
+        }
+        if "token_type_ids" in self.input_names:
+            feed["token_type_ids"] = np.zeros((1, len(ids)), dtype=np.int64)
+        if "task_id" in self.input_names:
+            tasks = self.config["lora_adaptations"]
+            feed["task_id"] = np.array(tasks.index(task or "text-matching"), dtype=np.int64)
+        states = self.session.run([self.output], feed)[0][0]
+        return states.astype(np.float64).mean(axis=0)
+
+    def embed(self, text: str, task: str | None = None, dimensions: int | None = None,
+              normalized: bool = True) -> np.ndarray:
+        return finish_reference(self.embed_ids(self.ids(text, task), task), dimensions,
+                                normalized)
+
+
+def finish_reference(vector: np.ndarray, dimensions: int | None, normalized: bool) -> np.ndarray:
+    """Normalise, truncate, renormalise: the official order of operations."""
+    if normalized:
+        vector = vector / np.linalg.norm(vector)
+    if dimensions:
+        vector = vector[:dimensions]
+        if normalized:
+            vector = vector / np.linalg.norm(vector)
+    return vector
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))

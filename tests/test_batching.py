@@ -1,0 +1,34 @@
+import numpy as np
+
+from encoder.batching import TokenBatch, pad, plan_runs, split_by_tokens
+
+
+def test_token_batch_round_trip():
+    sequences = [[0, 5, 2], [0, 2], [0, 7, 8, 9, 2]]
+    batch = TokenBatch.from_lists(3, sequences, budget=100)
+    assert len(batch) == 3 and batch.tokens == 10 and batch.size == 10
+    assert [s.tolist() for s in batch.sequences()] == sequences
+    assert TokenBatch.from_lists(None, [[1] * 50], budget=16).size == 16
+
+
+def test_split_by_tokens_keeps_order_and_budget():
+    sequences = [[1] * n for n in (5, 5, 5, 20, 1, 1)]
+    ranges = split_by_tokens(sequences, budget=10)
+    assert [list(r) for r in ranges] == [[0, 1], [2], [3], [4, 5]]
+    assert split_by_tokens([], budget=10) == []
+
+
+def test_plan_runs_sorts_and_respects_padded_budget():
+    lengths = np.array([3, 50, 4, 10, 9, 2])
+    runs = plan_runs(lengths, budget=20)
+    assert sorted(np.concatenate(runs).tolist()) == list(range(6))
+    for run in runs:
+        assert len(run) == 1 or lengths[run].max() * len(run) <= 20
+    assert runs[0].tolist() == [1]  # longer than the budget: alone
+
+
+def test_pad_masks_padding():
+    ids, mask = pad([np.array([5, 6, 7]), np.array([8])], pad_id=1)
+    assert ids.tolist() == [[5, 6, 7], [8, 1, 1]]
+    assert mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert ids.dtype == np.int64

@@ -1,0 +1,84 @@
+"""The encoder core against the per-text reference: batching must never change a vector."""
+
+import numpy as np
+import pytest
+
+from encoder.batching import TokenBatch
+from encoder.errors import EncoderFailure
+from encoder.model_card import ModelCard
+from encoder.pipeline import EmbeddingPipeline
+from encoder.pooling import l2_normalize
+from encoder.runtime import OnnxModel
+from tests.reference import cosine
+
+TEXTS = ["Hello world", "你好，世界", "emoji 😀🎉 ok", "a much longer sentence " * 12, "x"]
+
+
+def make_pipeline(folder, budget=16_384):
+    return EmbeddingPipeline(OnnxModel(folder / "onnx/model.onnx", threads=1),
+                             ModelCard.from_folder(folder), budget)
+
+
+@pytest.fixture(scope="module")
+def jina(jina_dir):
+    return make_pipeline(jina_dir)
+
+
+def test_discovers_jina_io(jina):
+    assert jina.model.has_task_id and not jina.model.has_token_types
+    assert jina.model.output_name == "text_embeds"
+    assert jina.width == 64
+
+
+def test_discovers_bert_io(minilm_dir):
+    bert = make_pipeline(minilm_dir)
+    assert bert.model.has_token_types and not bert.model.has_task_id
+    assert bert.model.output_name == "last_hidden_state" and bert.width == 384
+
+
+@pytest.mark.parametrize("budget", [1, 40, 16_384])
+def test_batched_equals_reference_for_every_budget(jina_dir, jina_reference, budget):
+    pipeline = make_pipeline(jina_dir, budget)
+    tasks = ["retrieval.query", "text-matching", "retrieval.passage"]
+    batches, expected = [], []
+    for task in tasks:
+        ids = [jina_reference.ids(t, task) for t in TEXTS]
+        batches.append(TokenBatch.from_lists(pipeline.card.task_id(task), ids, budget))
+        expected.append([jina_reference.embed(t, task) for t in TEXTS])
+    results = pipeline.embed(batches)
+    for got, want in zip(results, expected):
+        for vector, reference in zip(l2_normalize(got), want):
+            assert cosine(vector, reference) >= 0.99999
+
+
+def test_task_and_padding_change_the_model_output(jina, jina_reference):
+    ids = jina_reference.ids("Hello world")
+    by_task = [jina_reference.embed_ids(ids, task) for task in ("retrieval.query", "separation")]
+    assert cosine(*by_task) < 0.99
+    # Unmasked padding would change the states: the model really depends on the mask.
+    feed_ids = np.array([ids + [1] * 5])
+    mask_all = np.ones_like(feed_ids)
+    unmasked = jina.model.token_states(feed_ids, mask_all, 4)[0, : len(ids)].mean(axis=0)
+    assert cosine(unmasked, jina_reference.embed_ids(ids, "text-matching")) < 0.999
+
+
+def test_8192_tokens_run_and_8193_crash_the_graph(jina):
+    ok = TokenBatch.from_lists(4, [[0] + [5] * 8190 + [2]], 16_384)
+    over = TokenBatch.from_lists(4, [[0] + [5] * 8191 + [2]], 16_384)
+    short = TokenBatch.from_lists(4, [[0, 5, 2]], 16_384)
+    results = jina.embed([ok, over, short])
+    assert isinstance(results[0], np.ndarray) and np.isfinite(results[0]).all()
+    # The failed run fails only the batch it holds.
+    assert isinstance(results[1], EncoderFailure)
+    assert isinstance(results[2], np.ndarray)
+
+
+def test_minilm_vectors_mean_something(minilm_dir, minilm_reference):
+    bert = make_pipeline(minilm_dir)
+    texts = ["A cat sits on the mat", "A kitten rests on a rug", "The stock market crashed"]
+    ids = [minilm_reference.ids(t) for t in texts]
+    vectors = l2_normalize(bert.embed([TokenBatch.from_lists(None, ids, 16_384)])[0])
+    for vector, text in zip(vectors, texts):
+        assert cosine(vector, minilm_reference.embed(text)) >= 0.99999
+    # int8 MiniLM squeezes cosines together (cat~kitten 0.91, cat~market 0.80).
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.05

@@ -1,0 +1,61 @@
+import pytest
+from transformers import AutoTokenizer
+
+from encoder.errors import APIError
+from encoder.tokenize import TextTokenizer
+
+
+@pytest.fixture(scope="module")
+def xlmr(jina_dir):
+    return TextTokenizer(jina_dir)
+
+
+def test_xlmr_ids_and_special_tokens(xlmr):
+    ids = xlmr.encode(["Hello world", "你好，世界"], limit=8192, truncate=False)
+    assert ids[0][0] == 0 and ids[0][-1] == 2  # <s> ... </s>
+    assert ids[0] == [0, 35378, 8999, 2]
+    assert ids[1][0] == 0 and ids[1][-1] == 2 and len(ids[1]) > 2
+    assert xlmr.vocab_size == 250002
+    assert xlmr.pad_token_id == 1
+    assert xlmr.special_tokens == 2
+
+
+def test_over_limit_is_a_400_naming_index_and_count(xlmr):
+    with pytest.raises(APIError) as info:
+        xlmr.encode(["short", "word " * 50], limit=20, truncate=False)
+    error = info.value
+    assert error.status == 400 and error.param == "input"
+    assert "input[1]" in error.message and "52 tokens" in error.message
+    assert error.code == "context_length_exceeded"
+
+
+@pytest.fixture(scope="module")
+def hf_xlmr(jina_dir):
+    return AutoTokenizer.from_pretrained(str(jina_dir))
+
+
+@pytest.mark.parametrize("limit", [3, 5, 20])
+def test_truncation_matches_transformers(xlmr, hf_xlmr, limit):
+    text = "The quick brown fox jumps over the lazy dog " * 5
+    expected = hf_xlmr(text, truncation=True, max_length=limit)["input_ids"]
+    assert xlmr.encode([text], limit=limit, truncate=True) == [expected]
+
+
+def test_check_ids_bounds(xlmr):
+    assert xlmr.check_ids([[0, 5, 2]], limit=10, truncate=False) == [[0, 5, 2]]
+    assert xlmr.check_ids([[0, 5, 6, 7, 2]], limit=3, truncate=True) == [[0, 5, 6]]
+    for bad in ([[-1]], [[250002]], [[]], [[0] * 11]):
+        with pytest.raises(APIError) as info:
+            xlmr.check_ids(bad, limit=10, truncate=False)
+        assert info.value.status == 400 and info.value.param == "input"
+
+
+def test_lone_surrogate_is_a_400(xlmr):
+    with pytest.raises(APIError, match=r"input\[1\].*surrogate"):
+        xlmr.encode(["fine", "bad \ud800"], limit=100, truncate=False)
+
+
+def test_bert_tokenizer_lowercases(minilm_dir):
+    bert = TextTokenizer(minilm_dir)
+    assert bert.encode(["HELLO"], 512, False) == bert.encode(["hello"], 512, False)
+    assert bert.pad_token_id == 0
