@@ -59,5 +59,5 @@ def test_hub_id_offline_without_cache_fails_clearly(tmp_path, monkeypatch):
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    with pytest.raises(Exception, match="(?i)offline|cache|local"):
+    with pytest.raises(Exception, match=r"(?i)offline|cache|local"):
         resolve_model("jinaai/jina-embeddings-v3", "onnx/model.onnx")

@@ -46,8 +46,8 @@ def test_batched_equals_reference_for_every_budget(jina_dir, jina_reference, bud
         batches.append(TokenBatch.from_lists(pipeline.card.task_id(task), ids, budget))
         expected.append([jina_reference.embed(t, task) for t in TEXTS])
     results = pipeline.embed(batches)
-    for got, want in zip(results, expected):
-        for vector, reference in zip(l2_normalize(got), want):
+    for got, want in zip(results, expected, strict=False):
+        for vector, reference in zip(l2_normalize(got), want, strict=False):
             assert cosine(vector, reference) >= 0.99999
 
 
@@ -78,7 +78,7 @@ def test_minilm_vectors_mean_something(minilm_dir, minilm_reference):
     texts = ["A cat sits on the mat", "A kitten rests on a rug", "The stock market crashed"]
     ids = [minilm_reference.ids(t) for t in texts]
     vectors = l2_normalize(bert.embed([TokenBatch.from_lists(None, ids, 16_384)])[0])
-    for vector, text in zip(vectors, texts):
+    for vector, text in zip(vectors, texts, strict=False):
         assert cosine(vector, minilm_reference.embed(text)) >= 0.99999
     # int8 MiniLM squeezes cosines together (cat~kitten 0.91, cat~market 0.80).
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.05
