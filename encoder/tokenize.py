@@ -9,27 +9,28 @@ from encoder.errors import invalid
 
 
 class TextTokenizer:
-    """The model's tokenizer (``tokenizer.json`` + ``tokenizer_config.json``), loaded once.
+    """The model's own ``tokenizer.json``, loaded once, exactly as the file defines it.
 
-    Loaded through ``transformers`` so the model's tokenizer config (special tokens, casing)
-    applies; the hot path then calls its Rust backend's ``encode_batch`` directly, which
-    tokenizes a whole request in parallel without a Python loop per text.
+    Loaded with ``transformers.PreTrainedTokenizerFast(tokenizer_file=...)``, which keeps the
+    file's pipeline. ``AutoTokenizer`` is not used: transformers 5 rebuilds XLM-R tokenizers
+    from their class (WhitespaceSplit, no space-collapsing normaliser), which drops jina's
+    trailing "▁" tokens and so changes vectors. The hot path calls the Rust backend's
+    ``encode_batch``, which tokenizes a whole request without a Python loop per text.
     """
 
     def __init__(self, root: Path) -> None:
-        from transformers import AutoTokenizer
+        from transformers import PreTrainedTokenizerFast
 
-        tokenizer = AutoTokenizer.from_pretrained(str(root), local_files_only=True)
-        if not getattr(tokenizer, "is_fast", False):
-            raise ValueError(f"{root} has no fast tokenizer (tokenizer.json)")
-        backend = tokenizer.backend_tokenizer
+        tokenizer_file = root / "tokenizer.json"
+        if not tokenizer_file.is_file():
+            raise FileNotFoundError(f"{root} has no tokenizer.json (a fast tokenizer)")
+        backend = PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_file)).backend_tokenizer
         # Truncation and padding are decided per request here and padding per ONNX run in
         # the encoder; the backend must do neither on its own.
         backend.no_truncation()
         backend.no_padding()
         self._backend = backend
-        self.vocab_size: int = len(tokenizer)
-        self.pad_token_id: int = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.vocab_size: int = backend.get_vocab_size(with_added_tokens=True)
         self.special_tokens: int = backend.num_special_tokens_to_add(False)
 
     def encode(self, texts: Sequence[str], limit: int, truncate: bool) -> list[list[int]]:

@@ -1,0 +1,167 @@
+"""The real application (serve run serve_config.yaml) on the jina-shaped model, over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+
+import httpx
+import numpy as np
+import pytest
+from openai import AsyncOpenAI, OpenAI
+
+from tests.bad_inputs import BAD_REQUESTS
+from tests.e2e.serve_process import serve_run
+from tests.reference import cosine
+
+pytestmark = pytest.mark.e2e
+
+TASKS = ["retrieval.query", "retrieval.passage", "separation", "classification",
+         "text-matching"]
+TEXTS = [
+    "Hello world", "你好，世界", "你好世界", "emoji 🎉😀👍🏽 and text", "Ünïcödé façade",
+    "A cat sits on the mat.", "The stock market fell sharply today after the announcement.",
+    "def f(x): return x * 2", "Ein kurzer deutscher Satz.", "短い日本語の文です。",
+    "a somewhat longer passage about retrieval augmented generation " * 8,
+]
+
+
+@pytest.fixture(scope="module")
+def base_url(jina_dir, tmp_path_factory):
+    with serve_run(jina_dir, tmp_path_factory.mktemp("serve-jina")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def openai_client(base_url):
+    return OpenAI(base_url=f"{base_url}/v1", api_key="1234")
+
+
+def test_health_models_and_index(base_url):
+    assert httpx.get(f"{base_url}/health").json() == {"status": "ok"}
+    models = httpx.get(f"{base_url}/v1/models").json()
+    assert models["data"][0]["id"] == "jina-embeddings-v3"
+    assert httpx.get(f"{base_url}/").status_code == 200
+
+
+def test_curl_shaped_request_from_the_old_readme(base_url, jina_reference):
+    """The old server's curl: Chinese text, task field, no model, JSON content type."""
+    response = httpx.post(f"{base_url}/v1/embeddings",
+                          json={"input": ["Hello world", "你好，世界"], "task": "text-matching"})
+    body = response.json()
+    assert response.status_code == 200 and body["model"] == "jina-embeddings-v3"
+    for item, text in zip(body["data"], ["Hello world", "你好，世界"], strict=True):
+        assert cosine(item["embedding"], jina_reference.embed(text, "text-matching")) >= 0.99999
+
+
+@pytest.mark.parametrize("encoding_format", [None, "float", "base64"])
+def test_openai_sdk(openai_client, jina_reference, encoding_format):
+    kwargs = {"encoding_format": encoding_format} if encoding_format else {}
+    result = openai_client.embeddings.create(model="jina-embeddings-v3", input=TEXTS,
+                                             extra_body={"task": "retrieval.passage"},
+                                             **kwargs)
+    assert result.model == "jina-embeddings-v3" and len(result.data) == len(TEXTS)
+    for item, text in zip(result.data, TEXTS, strict=True):
+        vector = item.embedding
+        if encoding_format == "base64":  # asked for explicitly, the SDK leaves it encoded
+            vector = np.frombuffer(base64.b64decode(vector), dtype="<f4")
+        assert cosine(vector, jina_reference.embed(text, "retrieval.passage")) >= 0.99999
+    expected_tokens = sum(len(jina_reference.ids(t, "retrieval.passage")) for t in TEXTS)
+    assert result.usage.prompt_tokens == expected_tokens
+
+
+def test_openai_sdk_dimensions(openai_client, jina_reference):
+    result = openai_client.embeddings.create(model="any", input="你好世界", dimensions=16)
+    vector = result.data[0].embedding
+    assert len(vector) == 16
+    assert cosine(vector, jina_reference.embed("你好世界", "text-matching", 16)) >= 0.99999
+
+
+def test_concurrent_mixed_tasks_equal_reference(base_url, jina_reference):
+    """Many clients at once, mixed tasks, sizes and dims: batching must not change vectors."""
+    rng = random.Random(7)
+    requests = []
+    for _ in range(40):
+        texts = rng.sample(TEXTS, rng.randint(1, 6))
+        requests.append((texts, rng.choice(TASKS), rng.choice([None, 8, 32, 64])))
+
+    async def send(client, texts, task, dims):
+        body = {"input": texts, "task": task}
+        if dims:
+            body["dimensions"] = dims
+        response = await client.post(f"{base_url}/v1/embeddings", json=body)
+        return response.status_code, response.json()
+
+    async def run_all():
+        async with httpx.AsyncClient(timeout=60) as client:
+            return await asyncio.gather(*(send(client, *r) for r in requests))
+
+    for (texts, task, dims), (status, body) in zip(requests, asyncio.run(run_all()),
+                                                   strict=True):
+        assert status == 200, body
+        for item, text in zip(body["data"], texts, strict=True):
+            expected = jina_reference.embed(text, task, dims)
+            assert len(item["embedding"]) == (dims or 64)
+            assert cosine(item["embedding"], expected) >= 0.99999
+
+
+def test_large_request_is_split_and_kept_in_order(base_url, jina_reference):
+    texts = [f"document number {i} " + "filler " * (i % 50) for i in range(600)]
+    response = httpx.post(f"{base_url}/v1/embeddings", timeout=120,
+                          json={"input": texts, "task": "retrieval.passage"})
+    data = response.json()["data"]
+    assert [d["index"] for d in data] == list(range(600))
+    for i in (0, 1, 299, 598, 599):
+        expected = jina_reference.embed(texts[i], "retrieval.passage")
+        assert cosine(data[i]["embedding"], expected) >= 0.99999
+
+
+def test_long_input_400_or_truncated(base_url):
+    long_text = "word " * 9000
+    response = httpx.post(f"{base_url}/v1/embeddings", json={"input": ["ok", long_text]})
+    assert response.status_code == 400
+    assert "input[1]" in response.json()["error"]["message"]
+    response = httpx.post(f"{base_url}/v1/embeddings",
+                          json={"input": long_text, "truncate": True}, timeout=60)
+    assert response.status_code == 200
+    assert response.json()["usage"]["prompt_tokens"] == 8192
+
+
+def test_bad_inputs_over_http_leave_good_requests_alone(base_url):
+    async def run():
+        async with httpx.AsyncClient(timeout=30) as client:
+            good = [client.post(f"{base_url}/v1/embeddings", json={"input": "still fine"})
+                    for _ in range(5)]
+            bad = [client.post(f"{base_url}/v1/embeddings", content=body,
+                               headers={"content-type": "application/json"})
+                   for _, body, _, _ in BAD_REQUESTS]
+            return await asyncio.gather(*good, *bad)
+
+    responses = asyncio.run(run())
+    for response in responses[:5]:
+        assert response.status_code == 200
+    for (name, _, status, param), response in zip(BAD_REQUESTS, responses[5:], strict=True):
+        assert response.status_code == status, (name, response.text)
+        assert response.json()["error"]["param"] == param, name
+        assert response.elapsed.total_seconds() < 1.0, name
+
+
+def test_unknown_routes_use_the_envelope(base_url):
+    response = httpx.get(f"{base_url}/v1/nothing")
+    assert response.status_code == 404 and "error" in response.json()
+    response = httpx.get(f"{base_url}/v1/embeddings")
+    assert response.status_code == 405 and "error" in response.json()
+
+
+def test_async_openai_client(base_url, jina_reference):
+    async def run():
+        client = AsyncOpenAI(base_url=f"{base_url}/v1", api_key="x")
+        results = await asyncio.gather(*(
+            client.embeddings.create(model="m", input=text) for text in TEXTS[:6]))
+        await client.close()
+        return results
+
+    for result, text in zip(asyncio.run(run()), TEXTS[:6], strict=True):
+        vector = np.array(result.data[0].embedding)
+        assert cosine(vector, jina_reference.embed(text, "text-matching")) >= 0.99999
