@@ -21,6 +21,9 @@ class ReferenceEncoder:
     def __init__(self, folder: Path) -> None:
         self.config = json.loads((folder / "config.json").read_text())
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        # One text at a time: no padding (MiniLM's file pads to 128) and no silent truncation.
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
         self.session = ort.InferenceSession(str(folder / "onnx/model.onnx"),
                                             providers=["CPUExecutionProvider"])
         self.input_names = {i.name for i in self.session.get_inputs()}

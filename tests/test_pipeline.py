@@ -80,5 +80,4 @@ def test_minilm_vectors_mean_something(minilm_dir, minilm_reference):
     vectors = l2_normalize(bert.embed([TokenBatch.from_lists(None, ids, 16_384)])[0])
     for vector, text in zip(vectors, texts, strict=False):
         assert cosine(vector, minilm_reference.embed(text)) >= 0.99999
-    # int8 MiniLM squeezes cosines together (cat~kitten 0.91, cat~market 0.80).
-    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.05
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.4
