@@ -30,6 +30,9 @@ class OnnxModel:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Idle ORT threads spin for a while by default, burning the cores the proxy, ingress
+        # and tokenizer need between runs; on a small machine that costs more than it saves.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(
             os.fspath(path), options, providers=["CPUExecutionProvider"]

@@ -12,8 +12,8 @@ import pytest
 from openai import AsyncOpenAI, OpenAI
 
 from tests.bad_inputs import BAD_REQUESTS
-from tests.e2e.serve_process import serve_run
 from tests.reference import cosine
+from tools.serve_process import serve_run
 
 pytestmark = pytest.mark.e2e
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from openai import OpenAI
 
-from tests.e2e.serve_process import serve_run
 from tests.reference import cosine
+from tools.serve_process import serve_run
 
 pytestmark = pytest.mark.e2e
 

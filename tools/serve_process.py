@@ -17,9 +17,10 @@ import yaml
 
 from tools.config_for_model import derive_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 # Fractions of the 2-core test machine, so a test Serve never starves pytest itself.
 TEST_CPUS = {"Ingress": 0.1, "Encoder": 0.5}
+ENV = {"RAY_ADDRESS": "local", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def free_port() -> int:
@@ -30,10 +31,13 @@ def free_port() -> int:
 
 @contextmanager
 def serve_run(model: Path, workdir: Path, args: dict | None = None,
-              timeout_s: float = 180) -> Iterator[str]:
-    """Run ``serve run`` on serve_config.yaml pointed at ``model``; yield the base URL."""
+              cpus: dict[str, float] | None = TEST_CPUS, timeout_s: float = 180) -> Iterator[str]:
+    """Run ``serve run`` on serve_config.yaml pointed at ``model``; yield the base URL.
+
+    ``cpus`` overrides deployments' ``num_cpus`` (None keeps serve_config.yaml's).
+    """
     port = free_port()
-    config = derive_config(ROOT / "serve_config.yaml", str(model), port=port, cpus=TEST_CPUS,
+    config = derive_config(ROOT / "serve_config.yaml", str(model), port=port, cpus=cpus,
                            args=args)
     for deployment in config["applications"][0]["deployments"]:
         deployment["graceful_shutdown_timeout_s"] = 2
@@ -41,8 +45,7 @@ def serve_run(model: Path, workdir: Path, args: dict | None = None,
     config_path = workdir / "serve_config.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     log_path = workdir / "serve.log"
-    env = {**os.environ, "RAY_ADDRESS": "local", "RAY_USAGE_STATS_ENABLED": "0",
-           "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **ENV, "PYTHONPATH": str(ROOT)}
     serve = str(Path(sys.executable).parent / "serve")
     with log_path.open("wb") as log:
         process = subprocess.Popen([serve, "run", str(config_path)], cwd=ROOT, env=env,

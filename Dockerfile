@@ -1,0 +1,38 @@
+# jina-embeddings-v3 on ONNX Runtime (CPU), served by Ray Serve on port 10002.
+#   docker build -t jina-embeddings-serve .                    # model downloaded at build time
+#   docker run --shm-size=2g -p 10002:10002 jina-embeddings-serve
+# Or mount a model folder and skip the download:
+#   docker build --build-arg DOWNLOAD_MODEL=0 -t jina-embeddings-serve .
+#   docker run --shm-size=2g -p 10002:10002 -v ~/models/jina-embeddings-v3:/models/jina:ro \
+#     -e EMBEDDINGS_MODEL=/models/jina jina-embeddings-serve
+FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    RAY_USAGE_STATS_ENABLED=0 \
+    HF_HOME=/home/app/.cache/huggingface
+
+RUN useradd --create-home --uid 1000 app
+WORKDIR /app
+
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+COPY encoder/ encoder/
+COPY tools/__init__.py tools/config_for_model.py tools/
+COPY docker/entrypoint.sh deployment.py serve_config.yaml ./
+
+USER app
+ARG MODEL=jinaai/jina-embeddings-v3
+ARG DOWNLOAD_MODEL=1
+# Only config, tokenizer and onnx/model.onnx with its external data (2.3 GB for fp32).
+RUN if [ "$DOWNLOAD_MODEL" = "1" ]; then \
+      python -c "from encoder.model_files import resolve_model as r; r('$MODEL', 'onnx/model.onnx')"; \
+    fi
+# The container never reaches the hub at run time: the model is in the image or mounted.
+ENV HF_HUB_OFFLINE=1 \
+    EMBEDDINGS_MODEL=${MODEL}
+
+EXPOSE 10002
+ENTRYPOINT ["./entrypoint.sh"]
