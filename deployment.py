@@ -12,11 +12,14 @@ from typing import List, Union
 import numpy as np
 import ray
 from ray import serve
+from ray.exceptions import RayActorError
 from ray.serve import Application
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
+from encoder.auth import load_api_key
 from encoder.batching import TokenBatch
-from encoder.errors import EncoderFailure, raise_failures
+from encoder.errors import APIError, EncoderFailure, raise_failures
 from encoder.http_app import build_app
 from encoder.model_card import ModelCard
 from encoder.model_files import resolve_model
@@ -67,6 +70,14 @@ class Encoder:
         """Readiness probe used by the ingress's ``/health``."""
         return True
 
+    async def check_health(self) -> None:
+        """Ray's periodic health check: a tiny ONNX run, queued behind the batches.
+
+        A replica whose session fails raises here, is marked unhealthy and replaced.
+        """
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self.pipeline.check)
+
 
 @serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.2})
 @serve.ingress()
@@ -76,15 +87,24 @@ class Ingress:
     def __init__(self, settings: ServiceSettings, encoder: DeploymentHandle) -> None:
         files = resolve_model(settings.model, settings.onnx_file, settings.revision,
                               with_onnx=False)
+        # Read on the replica, so the key is never part of the serialised application.
+        self._api_key = load_api_key(settings.api_key_file)
         self._encoder = encoder
         self.service = EmbeddingsService(
             settings, ModelCard.from_folder(files.root), TextTokenizer(files.root), self._embed
         )
 
     async def _embed(self, batches: List[TokenBatch]) -> List[np.ndarray]:
-        return raise_failures(
-            await asyncio.gather(*(self._encoder.embed.remote(b) for b in batches))
-        )
+        try:
+            results = await asyncio.gather(*(self._encoder.embed.remote(b) for b in batches))
+        except BackPressureError as exc:
+            raise _unavailable("the encoders' queues are full", "overloaded",
+                               exc.retry_after_s) from exc
+        except (RayActorError, DeploymentUnavailableError) as exc:
+            # A replica died or is restarting: the request is safe to retry.
+            raise _unavailable("an encoder replica failed while serving this request",
+                               "encoder_unavailable", None) from exc
+        return raise_failures(results)
 
     async def _ready(self) -> bool:
         try:
@@ -93,7 +113,13 @@ class Ingress:
             return False
 
     def __serve_build_asgi_app__(self):
-        return build_app(self.service, self._ready)
+        return build_app(self.service, self._ready, self._api_key)
+
+
+def _unavailable(message: str, code: str, retry_after_s: Union[float, None]) -> APIError:
+    seconds = max(1, round(retry_after_s or 1))
+    return APIError(f"{message}; retry", status=503, type="server_error", code=code,
+                    headers={"Retry-After": str(seconds)})
 
 
 def app_builder(args: ServiceSettings) -> Application:

@@ -51,7 +51,7 @@ def parse_embedding_request(body: bytes) -> EmbeddingRequest:
     # parser accepts it, so the error can name the input that holds it (tokenizing rejects it).
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise _as_api_error(first) from None
     try:
         return EmbeddingRequest.model_validate(data)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from encoder.api import EmbeddingRequest, parse_embedding_request
+from encoder.auth import check_bearer
 from encoder.errors import APIError, EncoderFailure, error_envelope, type_for_status
 from encoder.output import render_json
 from encoder.service import EmbeddingsService
@@ -28,12 +29,19 @@ _REQUEST_SCHEMA = {
 }
 
 
-def build_app(service: EmbeddingsService, ready: ReadyCheck) -> FastAPI:
-    """The OpenAI-compatible API: ``/v1/embeddings``, ``/v1/models``, ``/health``, ``/``."""
+def build_app(service: EmbeddingsService, ready: ReadyCheck,
+              api_key: str | None = None) -> FastAPI:
+    """The OpenAI-compatible API: ``/v1/embeddings``, ``/v1/models``, ``/health``, ``/``.
+
+    With ``api_key`` every route but ``/health`` needs ``Authorization: Bearer <key>``.
+    """
     app = FastAPI(title="jina-embeddings-v3 on ONNX Runtime", version="1.0.0")
     max_body = service.settings.max_body_bytes
+    if api_key:
+        _require_api_key(app, api_key)
 
     async def embeddings(request: Request) -> Response:
+        _check_content_type(request.headers.get("content-type"))
         body = await _read_body(request, max_body)
         parsed = parse_embedding_request(body)
         try:
@@ -68,6 +76,27 @@ def build_app(service: EmbeddingsService, ready: ReadyCheck) -> FastAPI:
     _install_error_handlers(app)
     _add_request_schema(app)
     return app
+
+
+def _require_api_key(app: FastAPI, key: str) -> None:
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next):
+        # Probes must work without the key; everything else, docs included, needs it.
+        if request.url.path != "/health":
+            try:
+                check_bearer(request.headers.get("authorization"), key)
+            except APIError as exc:
+                return _error_response(exc)
+        return await call_next(request)
+
+
+def _check_content_type(content_type: str | None) -> None:
+    # JSON under any JSON media type, none at all, or curl -d's form default (a JSON body
+    # sent by the old README's users); anything else is a client mistake worth naming.
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media and "json" not in media and media != "application/x-www-form-urlencoded":
+        raise APIError(f"Content-Type {media!r} is not supported; send application/json",
+                       status=415, code="unsupported_media_type")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -47,9 +47,18 @@ class EmbeddingPipeline:
 
     def _warm_up(self) -> int:
         # The first ORT run allocates and plans; do it before traffic, and learn the width.
+        return int(self._canary().shape[-1])
+
+    def check(self) -> None:
+        """Raise unless a tiny run through the session still gives finite states."""
+        states = self._canary()
+        if not np.isfinite(states).all():
+            raise RuntimeError("the ONNX session returned non-finite values")
+
+    def _canary(self) -> np.ndarray:
         ids = np.full((1, 4), self.card.pad_token_id, dtype=np.int64)
         task = 0 if self.model.has_task_id else None
-        return int(self.model.token_states(ids, np.ones_like(ids), task).shape[-1])
+        return self.model.token_states(ids, np.ones_like(ids), task)
 
     def embed(self, batches: Sequence[TokenBatch]) -> list[np.ndarray | EncoderFailure]:
         """Pooled vectors for each batch, in input order; a failed run fails only its batches."""

@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from encoder.admission import AdmissionControl
 from encoder.api import EmbeddingRequest
 from encoder.batching import TokenBatch, split_by_tokens
-from encoder.errors import invalid, raise_failures
+from encoder.errors import APIError, invalid, raise_failures
 from encoder.model_card import ModelCard
 from encoder.output import embedding_items
 from encoder.pipeline import EmbeddingPipeline
@@ -48,6 +49,8 @@ class EmbeddingsService:
         self.tokenizer = tokenizer
         self._embed = embed
         self.max_tokens = min(card.max_tokens, settings.max_tokens or card.max_tokens)
+        self.admission = AdmissionControl(settings.max_inflight_tokens,
+                                          settings.max_inflight_requests)
 
     async def create_embeddings(self, request: EmbeddingRequest) -> dict[str, Any]:
         """Answer one embeddings request with the OpenAI response body."""
@@ -67,7 +70,8 @@ class EmbeddingsService:
             TokenBatch.from_lists(task_id, sequences[r.start : r.stop], budget)
             for r in split_by_tokens(sequences, budget)
         ]
-        parts = await self._embed(batches)
+        with self.admission.admit(tokens):
+            parts = await self._embed_in_time(batches)
         vectors = parts[0] if len(parts) == 1 else np.concatenate(parts)
         self._check_dimensions(request.dimensions, vectors.shape[1])
         vectors = finish(vectors, request.dimensions, request.normalized)
@@ -77,6 +81,16 @@ class EmbeddingsService:
             "model": self.settings.served_model_name,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
+
+    async def _embed_in_time(self, batches: list[TokenBatch]) -> list[np.ndarray]:
+        try:
+            return await asyncio.wait_for(self._embed(batches), self.settings.request_timeout_s)
+        except asyncio.TimeoutError:
+            raise APIError(
+                f"the encoders did not answer within {self.settings.request_timeout_s:g} s",
+                status=504, type="server_error", code="timeout",
+                headers={"Retry-After": str(self.admission.retry_after_s())},
+            ) from None
 
     def models(self) -> dict[str, Any]:
         """``GET /v1/models`` in the OpenAI list shape, with the model's facts added."""
@@ -98,7 +112,7 @@ class EmbeddingsService:
             if task is not None:
                 raise invalid("this model has no tasks; omit 'task'", param="task")
             return None, None
-        task = task or self.settings.default_task
+        task = self.settings.default_task if task is None else task
         if task not in self.card.tasks:
             raise invalid(
                 f"unknown task {task!r}; this model's tasks are {list(self.card.tasks)}",

@@ -27,6 +27,18 @@ class ServiceSettings(BaseModel):
         can queue; 300k is OpenAI's per-request cap.
       max_body_bytes: request body size; sized so 2048 inputs near the token cap fit.
 
+    Overload (bounded queues: a burst gets fast 429s, admitted requests keep their latency)
+      max_inflight_tokens: tokens one ingress replica holds in flight (queued + running);
+        a request that would exceed it gets 429 + Retry-After, unless nothing is in flight.
+        Roughly throughput (tokens/s) x the queueing delay you accept; lower it on slow CPUs.
+      max_inflight_requests: requests one ingress replica holds in flight, likewise. Keep
+        the Ingress's ``max_ongoing_requests`` above it so Ray's own queue stays empty.
+      request_timeout_s: time an admitted request may wait for the encoders before a 504.
+
+    Security
+      api_key_file: file holding the API key; the environment variable
+        ``EMBEDDINGS_API_KEY`` takes precedence. With neither, the service is open.
+
     Batching (trade latency against throughput)
       max_batch_tokens: padded tokens (longest input x inputs) per ONNX run. Larger runs
         amortise per-run overhead on short texts; on CPU, attention makes very large runs of
@@ -50,6 +62,12 @@ class ServiceSettings(BaseModel):
     max_inputs: int = Field(default=2048, ge=1)
     max_request_tokens: int = Field(default=300_000, ge=1)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+
+    max_inflight_tokens: int = Field(default=65_536, ge=1)
+    max_inflight_requests: int = Field(default=192, ge=1)
+    request_timeout_s: float = Field(default=120.0, gt=0)
+
+    api_key_file: str | None = None
 
     max_batch_tokens: int = Field(default=16_384, ge=1)
     batch_wait_timeout_s: float = Field(default=0.0, ge=0.0)

@@ -1,12 +1,22 @@
 """Bad requests and the error each must get: shared by the in-process and end-to-end tests.
 
-Each case: (id, raw body bytes, expected HTTP status, expected ``param`` of the envelope).
-The jina-tiny model has 8192 max tokens, width 64, and the five jina tasks.
+Each case: id, raw body bytes, expected HTTP status, expected ``param`` of the envelope, and
+the Content-Type sent. The jina-tiny model has 8192 max tokens, width 64, the jina tasks.
+``ODD_BUT_VALID`` are strange inputs that are still text: they must embed (200).
 """
 
 from __future__ import annotations
 
 import json
+from typing import NamedTuple
+
+
+class BadRequest(NamedTuple):
+    name: str
+    body: bytes
+    status: int
+    param: str | None
+    content_type: str = "application/json"
 
 
 def _j(body: object) -> bytes:
@@ -15,7 +25,7 @@ def _j(body: object) -> bytes:
 
 LONG_TEXT = "word " * 9000  # ~9002 tokens with specials, over 8192
 
-BAD_REQUESTS: list[tuple[str, bytes, int, str | None]] = [
+_CASES: list[tuple] = [
     ("not-json", b"hello", 400, None),
     ("truncated-json", b'{"input": ["abc"', 400, None),
     ("json-array-body", _j(["a"]), 400, None),
@@ -54,4 +64,27 @@ BAD_REQUESTS: list[tuple[str, bytes, int, str | None]] = [
     ("unknown-field", _j({"input": "a", "temperature": 1}), 400, "temperature"),
     ("nan-dimensions", b'{"input": "a", "dimensions": NaN}', 400, "dimensions"),
     ("lone-surrogate", b'{"input": "bad \\ud800 text"}', 400, "input"),
+    ("lone-surrogate-in-list", b'{"input": ["ok", "\\udfff"]}', 400, "input"),
+    ("input-nested-too-deep", _j({"input": [[["a"]]]}), 400, "input"),
+    ("input-list-of-nulls", _j({"input": [None]}), 400, "input"),
+    ("input-lists-of-strings", _j({"input": [["a"]]}), 400, "input"),
+    ("input-huge-float", b'{"input": [1e400]}', 400, "input"),
+    ("deep-json-nesting", b'{"input": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, None),
+    ("dimensions-huge", _j({"input": "a", "dimensions": 10**30}), 400, "dimensions"),
+    ("dimensions-bool", _j({"input": "a", "dimensions": True}), 400, "dimensions"),
+    ("encoding-null", _j({"input": "a", "encoding_format": None}), 400, "encoding_format"),
+    ("task-empty", _j({"input": "a", "task": ""}), 400, "task"),
+    ("max-length-string", _j({"input": "a", "max_length": "512"}), 400, "max_length"),
+    ("user-number", _j({"input": "a", "user": 5}), 400, "user"),
+    ("invalid-utf8-body", b'{"input": "\xff\xfe"}', 400, None),
+    ("text-plain", _j({"input": "a"}), 415, None, "text/plain"),
+    ("multipart", _j({"input": "a"}), 415, None, "multipart/form-data; boundary=x"),
+    ("body-over-limit", _j({"input": "x" * (33 * 1024 * 1024)}), 413, None),
+]
+BAD_REQUESTS = [BadRequest(*case) for case in _CASES]
+
+ODD_BUT_VALID = [
+    "nul \x00 inside", "zero\u200bwidth\u200djoiners", "\u202eright-to-left override",
+    "e\u0301\u0302\u0303 combining", "🏳️‍🌈👩‍👩‍👧‍👦", "\ue000 private use", "\ufeffbom",
+    "   ", "\n", "\t\r", "a" * 5000, "😀" * 300, "\U0010fffd", "ｆｕｌｌｗｉｄｔｈ",
 ]

@@ -1,7 +1,9 @@
 """The HTTP API in-process (FastAPI + the real ONNX pipeline, no Ray)."""
 
+import asyncio
 import base64
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -11,7 +13,7 @@ from encoder.model_card import ModelCard
 from encoder.service import EmbeddingsService, local_embedder
 from encoder.settings import ServiceSettings
 from encoder.tokenize import TextTokenizer
-from tests.bad_inputs import BAD_REQUESTS
+from tests.bad_inputs import BAD_REQUESTS, ODD_BUT_VALID
 from tests.reference import cosine
 from tests.test_pipeline import make_pipeline
 
@@ -20,11 +22,11 @@ async def _ready() -> bool:
     return True
 
 
-def make_client(folder, **overrides) -> TestClient:
+def make_client(folder, api_key=None, embed=None, **overrides) -> TestClient:
     settings = ServiceSettings(model=str(folder), **overrides)
     service = EmbeddingsService(settings, ModelCard.from_folder(folder), TextTokenizer(folder),
-                                local_embedder(make_pipeline(folder)))
-    return TestClient(build_app(service, _ready))
+                                embed or local_embedder(make_pipeline(folder)))
+    return TestClient(build_app(service, _ready, api_key))
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +46,18 @@ def assert_envelope(response, status, param):
     assert error["param"] == param
 
 
-@pytest.mark.parametrize(("name", "body", "status", "param"), BAD_REQUESTS,
-                         ids=[c[0] for c in BAD_REQUESTS])
-def test_bad_request_table(client, name, body, status, param):
-    response = client.post("/v1/embeddings", content=body,
-                           headers={"content-type": "application/json"})
-    assert_envelope(response, status, param)
+@pytest.mark.parametrize("case", BAD_REQUESTS, ids=[c.name for c in BAD_REQUESTS])
+def test_bad_request_table(client, case):
+    response = client.post("/v1/embeddings", content=case.body,
+                           headers={"content-type": case.content_type})
+    assert_envelope(response, case.status, case.param)
+
+
+@pytest.mark.parametrize("text", ODD_BUT_VALID)
+def test_odd_but_valid_unicode_embeds(client, jina_reference, text):
+    response = client.post("/v1/embeddings", json={"input": text})
+    assert response.status_code == 200, response.text
+    assert cosine(vectors(response.json())[0], jina_reference.embed(text)) >= 0.99999
 
 
 def test_float_request_matches_reference(client, jina_reference):
@@ -142,3 +150,66 @@ def test_model_without_tasks_rejects_task(minilm_dir):
     assert ok["model"] == "all-MiniLM-L6-v2" and len(ok["data"][0]["embedding"]) == 384
     assert_envelope(bert.post("/v1/embeddings", json={"input": "a", "task": "separation"}),
                     400, "task")
+
+
+def test_content_types(client):
+    for media in ("application/json", "application/json; charset=utf-8",
+                  "application/x-www-form-urlencoded", "application/vnd.api+json"):
+        response = client.post("/v1/embeddings", content=b'{"input": "hi"}',
+                               headers={"content-type": media})
+        assert response.status_code == 200, media
+    for media in ("text/plain", "multipart/form-data; boundary=x", "application/xml"):
+        response = client.post("/v1/embeddings", content=b'{"input": "hi"}',
+                               headers={"content-type": media})
+        assert_envelope(response, 415, None)
+
+
+def test_api_key_guards_every_route_but_health(jina_dir):
+    guarded = make_client(jina_dir, api_key="s3cret")
+    assert guarded.get("/health").status_code == 200
+    for method, path in (("POST", "/v1/embeddings"), ("GET", "/v1/models"), ("GET", "/"),
+                         ("GET", "/openapi.json"), ("GET", "/docs")):
+        response = guarded.request(method, path, json={"input": "hi"})
+        assert_envelope(response, 401, None)
+        assert response.json()["error"]["code"] == "invalid_api_key"
+        response = guarded.request(method, path, json={"input": "hi"},
+                                   headers={"Authorization": "Bearer wrong"})
+        assert response.status_code == 401
+    ok = guarded.post("/v1/embeddings", json={"input": "hi"},
+                      headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200
+
+
+def test_slow_encoders_give_a_504(jina_dir):
+    async def never(batches):
+        await asyncio.sleep(30)
+
+    slow = make_client(jina_dir, embed=never, request_timeout_s=0.2)
+    response = slow.post("/v1/embeddings", json={"input": "hi"})
+    assert_envelope(response, 504, None)
+    assert response.json()["error"]["code"] == "timeout"
+    assert "retry-after" in response.headers
+
+
+def test_overload_is_429_while_admitted_work_runs(jina_dir):
+    release = asyncio.Event()
+
+    async def held(batches):
+        await release.wait()
+        return [np.zeros((len(b), 64), dtype=np.float32) for b in batches]
+
+    busy = make_client(jina_dir, embed=held, max_inflight_requests=1)
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=busy.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            first = asyncio.create_task(http.post("/v1/embeddings", json={"input": "a"}))
+            await asyncio.sleep(0.2)
+            second = await http.post("/v1/embeddings", json={"input": "b"})
+            release.set()
+            return await first, second
+
+    first, second = asyncio.run(scenario())
+    assert first.status_code == 200
+    assert_envelope(second, 429, None)
+    assert second.headers["retry-after"].isdigit()

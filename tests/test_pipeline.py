@@ -81,3 +81,12 @@ def test_minilm_vectors_mean_something(minilm_dir, minilm_reference):
     for vector, text in zip(vectors, texts, strict=False):
         assert cosine(vector, minilm_reference.embed(text)) >= 0.99999
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.4
+
+
+def test_health_check_catches_a_broken_session(jina_dir, minilm_dir):
+    pipeline = make_pipeline(jina_dir)
+    pipeline.check()
+    # A real but wrong session (MiniLM's inputs) makes every run fail, as a broken one would.
+    pipeline.model.session = make_pipeline(minilm_dir).model.session
+    with pytest.raises(Exception, match=r"task_id|token_type_ids|input"):
+        pipeline.check()

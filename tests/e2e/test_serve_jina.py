@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-from tests.bad_inputs import BAD_REQUESTS
+from tests.bad_inputs import BAD_REQUESTS, ODD_BUT_VALID
 from tests.reference import cosine
 from tools.serve_process import serve_run
 
@@ -133,18 +133,23 @@ def test_bad_inputs_over_http_leave_good_requests_alone(base_url):
         async with httpx.AsyncClient(timeout=30) as client:
             good = [client.post(f"{base_url}/v1/embeddings", json={"input": "still fine"})
                     for _ in range(5)]
-            bad = [client.post(f"{base_url}/v1/embeddings", content=body,
-                               headers={"content-type": "application/json"})
-                   for _, body, _, _ in BAD_REQUESTS]
-            return await asyncio.gather(*good, *bad)
+            bad = [client.post(f"{base_url}/v1/embeddings", content=case.body,
+                               headers={"content-type": case.content_type})
+                   for case in BAD_REQUESTS]
+            odd = [client.post(f"{base_url}/v1/embeddings", json={"input": text})
+                   for text in ODD_BUT_VALID]
+            return await asyncio.gather(*good, *bad, *odd)
 
     responses = asyncio.run(run())
-    for response in responses[:5]:
-        assert response.status_code == 200
-    for (name, _, status, param), response in zip(BAD_REQUESTS, responses[5:], strict=True):
-        assert response.status_code == status, (name, response.text)
-        assert response.json()["error"]["param"] == param, name
-        assert response.elapsed.total_seconds() < 1.0, name
+    good, bad, odd = responses[:5], responses[5 : 5 + len(BAD_REQUESTS)], responses[-14:]
+    for response in good + odd:
+        assert response.status_code == 200, response.text
+    for case, response in zip(BAD_REQUESTS, bad, strict=True):
+        assert response.status_code == case.status, (case.name, response.text)
+        error = response.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}, case.name
+        assert error["param"] == case.param, case.name
+        assert response.elapsed.total_seconds() < 1.0, case.name
 
 
 def test_unknown_routes_use_the_envelope(base_url):
