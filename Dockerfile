@@ -20,8 +20,8 @@ COPY requirements.txt .
 RUN pip install -r requirements.txt
 
 COPY encoder/ encoder/
-COPY tools/__init__.py tools/config_for_model.py tools/
-COPY docker/entrypoint.sh deployment.py serve_config.yaml ./
+COPY tools/__init__.py tools/config_for_model.py tools/serve_main.py tools/
+COPY deployment.py serve_config.yaml ./
 
 USER app
 ARG MODEL=jinaai/jina-embeddings-v3
@@ -35,4 +35,5 @@ ENV HF_HUB_OFFLINE=1 \
     EMBEDDINGS_MODEL=${MODEL}
 
 EXPOSE 10002
-ENTRYPOINT ["./entrypoint.sh"]
+# serve run, with SIGTERM (docker stop) handled as a graceful shutdown.
+ENTRYPOINT ["python", "-m", "tools.serve_main"]

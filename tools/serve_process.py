@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -31,32 +32,38 @@ def free_port() -> int:
 
 @contextmanager
 def serve_run(model: Path, workdir: Path, args: dict | None = None,
-              cpus: dict[str, float] | None = TEST_CPUS, timeout_s: float = 180) -> Iterator[str]:
-    """Run ``serve run`` on serve_config.yaml pointed at ``model``; yield the base URL.
+              cpus: dict[str, float] | None = TEST_CPUS, timeout_s: float = 180,
+              env: dict[str, str] | None = None, command: list[str] | None = None,
+              graceful_s: float = 2) -> Iterator[ServeProcess]:
+    """Run ``serve run`` on serve_config.yaml pointed at ``model``; yield the running service.
 
-    ``cpus`` overrides deployments' ``num_cpus`` (None keeps serve_config.yaml's).
+    ``cpus`` overrides deployments' ``num_cpus`` (None keeps serve_config.yaml's); ``env``
+    adds environment variables; ``command`` replaces ``serve run <config>`` (the config path
+    is then passed as EMBEDDINGS_CONFIG, as the Docker entrypoint reads it).
     """
     port = free_port()
     config = derive_config(ROOT / "serve_config.yaml", str(model), port=port, cpus=cpus,
                            args=args)
     for deployment in config["applications"][0]["deployments"]:
-        deployment["graceful_shutdown_timeout_s"] = 2
+        deployment["graceful_shutdown_timeout_s"] = graceful_s
         deployment["graceful_shutdown_wait_loop_s"] = 0.5
     config_path = workdir / "serve_config.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     log_path = workdir / "serve.log"
-    env = {**os.environ, **ENV, "PYTHONPATH": str(ROOT)}
-    serve = str(Path(sys.executable).parent / "serve")
+    bin_dir = Path(sys.executable).parent
+    full_env = {**os.environ, **ENV, **(env or {}), "PYTHONPATH": str(ROOT),
+                "EMBEDDINGS_CONFIG": str(config_path),
+                "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     with log_path.open("wb") as log:
-        process = subprocess.Popen([serve, "run", str(config_path)], cwd=ROOT, env=env,
-                                   stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+        process = subprocess.Popen(command or [str(bin_dir / "serve"), "run", str(config_path)],
+                                   cwd=ROOT, env=full_env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    service = ServeProcess(f"http://127.0.0.1:{port}", process, log_path)
     try:
-        _wait_healthy(base, process, log_path, timeout_s)
-        yield base
+        _wait_healthy(service.url, process, log_path, timeout_s)
+        yield service
     finally:
-        _stop(process)
+        service.stop()
 
 
 def _wait_healthy(base: str, process: subprocess.Popen, log_path: Path, timeout_s: float):
@@ -73,14 +80,27 @@ def _wait_healthy(base: str, process: subprocess.Popen, log_path: Path, timeout_
     raise RuntimeError(f"service not healthy in {timeout_s}s:\n{_tail(log_path)}")
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+@dataclass
+class ServeProcess:
+    """A running ``serve run``: its base URL, process and log."""
+
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def stop(self, sig: int = signal.SIGINT, timeout_s: float = 60) -> int:
+        """Signal the launcher alone (Serve shuts itself down), kill the group if it hangs."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        return self.process.returncode
+
+    def log(self) -> str:
+        return _tail(self.log_path)
 
 
 def _tail(path: Path, lines: int = 60) -> str:

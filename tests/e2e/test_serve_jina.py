@@ -29,8 +29,8 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def base_url(jina_dir, tmp_path_factory):
-    with serve_run(jina_dir, tmp_path_factory.mktemp("serve-jina")) as url:
-        yield url
+    with serve_run(jina_dir, tmp_path_factory.mktemp("serve-jina")) as service:
+        yield service.url
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def base_url(minilm_dir, tmp_path_factory):
     with serve_run(minilm_dir, tmp_path_factory.mktemp("serve-minilm"),
-                   args={"served_model_name": "all-MiniLM-L6-v2"}) as url:
-        yield url
+                   args={"served_model_name": "all-MiniLM-L6-v2"}) as service:
+        yield service.url
 
 
 def test_vectors_mean_something_and_equal_reference(base_url, minilm_reference):

@@ -1,0 +1,73 @@
+"""Run the service with a graceful stop: ``serve run`` plus draining on SIGTERM or Ctrl-C.
+
+``serve run`` on its own kills the HTTP proxy at once on shutdown, cutting requests in flight,
+and a Python PID 1 ignores SIGTERM (``docker stop``, Kubernetes). This launcher runs
+``serve run`` as a child and, on SIGTERM or SIGINT, first deletes the applications: Serve
+then stops each replica only after its requests in flight have finished (within the
+deployment's ``graceful_shutdown_timeout_s``) while the proxy still delivers their responses.
+Only then is ``serve run`` told to shut down.
+
+EMBEDDINGS_CONFIG names the config (default serve_config.yaml); EMBEDDINGS_MODEL, if set,
+replaces its ``args.model`` (a local folder or a hub id).
+
+Usage: ``python -m tools.serve_main``
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from tools.config_for_model import derive_config
+
+
+def drain_applications() -> None:
+    """Delete every Serve application on the local cluster, waiting for in-flight requests."""
+    import ray
+    from ray import serve
+
+    ray.init(address="auto", namespace="serve", log_to_driver=False, logging_level="ERROR")
+    try:
+        for name in list(serve.status().applications):
+            print(f"draining application {name!r}", flush=True)
+            serve.delete(name)
+    finally:
+        ray.shutdown()
+
+
+def main() -> None:
+    config = Path(os.environ.get("EMBEDDINGS_CONFIG", "serve_config.yaml"))
+    model = os.environ.get("EMBEDDINGS_MODEL")
+    if model:
+        derived = Path(tempfile.mkdtemp(prefix="serve-")) / "serve_config.yaml"
+        derived.write_text(yaml.safe_dump(derive_config(config, model), sort_keys=False))
+        config = derived
+    # Its own session, so a terminal's Ctrl-C reaches only this launcher, which drains first.
+    serve = Path(sys.executable).with_name("serve")
+    child = subprocess.Popen([str(serve), "run", str(config)], start_new_session=True)
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        try:
+            drain_applications()
+        except Exception as exc:  # never block the shutdown itself
+            print(f"draining failed: {exc!r}", file=sys.stderr, flush=True)
+        child.send_signal(signal.SIGINT)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    sys.exit(child.wait())
+
+
+if __name__ == "__main__":
+    main()
