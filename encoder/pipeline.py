@@ -13,6 +13,7 @@ from encoder.errors import EncoderFailure
 from encoder.model_card import ModelCard
 from encoder.model_files import resolve_model
 from encoder.pooling import POOLERS
+from encoder.quantize import quantized_model
 from encoder.runtime import OnnxModel
 from encoder.settings import ServiceSettings
 
@@ -42,8 +43,9 @@ class EmbeddingPipeline:
         """Resolve the model named by ``settings`` and open its ONNX session."""
         files = resolve_model(settings.model, settings.onnx_file, settings.revision)
         card = ModelCard.from_folder(files.root)
-        logger.info("loading %s with %d ORT thread(s)", files.onnx, threads)
-        return cls(OnnxModel(files.onnx, threads), card, settings.max_batch_tokens)
+        onnx = quantized_model(files.onnx) if settings.quantize == "int8" else files.onnx
+        logger.info("loading %s with %d ORT thread(s)", onnx, threads)
+        return cls(OnnxModel(onnx, threads), card, settings.max_batch_tokens)
 
     def _warm_up(self) -> int:
         # The first ORT run allocates and plans; do it before traffic, and learn the width.

@@ -9,6 +9,7 @@ import random
 import httpx
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
 from openai import AsyncOpenAI, OpenAI
 
 from tests.bad_inputs import BAD_REQUESTS, ODD_BUT_VALID
@@ -170,3 +171,29 @@ def test_async_openai_client(base_url, jina_reference):
     for result, text in zip(asyncio.run(run()), TEXTS[:6], strict=True):
         vector = np.array(result.data[0].embedding)
         assert cosine(vector, jina_reference.embed(text, "text-matching")) >= 0.99999
+
+
+@pytest.mark.parametrize("mode", ["positive", "negative"])
+def test_openapi_fuzzing_never_gets_a_server_error(base_url, mode):
+    """Property-based requests from the served OpenAPI schema, valid and invalid: no 5xx."""
+    import schemathesis
+    from schemathesis import GenerationMode
+
+    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
+    operation = schema["/v1/embeddings"]["POST"]
+    seen: list[int] = []
+
+    @settings(max_examples=150, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(case=operation.as_strategy(generation_mode=GenerationMode(mode)))
+    def check(case) -> None:
+        response = case.call(base_url=base_url, timeout=30)
+        seen.append(response.status_code)
+        assert response.status_code < 500, (case.body, response.text)
+        if response.status_code >= 400:
+            assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+    check()
+    print(f"fuzz {mode}: {len(seen)} requests, statuses "
+          f"{ {s: seen.count(s) for s in sorted(set(seen))} }")
+    assert len(seen) >= 100

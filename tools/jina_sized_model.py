@@ -1,0 +1,143 @@
+"""A jina-embeddings-v3-*sized* ONNX encoder with random weights, for honest benchmarks.
+
+The real model's compute without its weights: XLM-R large shape (24 layers, width 1024,
+16 heads, FFN 4096, vocabulary 250002, 8194 positions), jina's inputs (``input_ids``,
+``attention_mask``, scalar ``task_id``) and ``text_embeds`` output, fp32 weights in external
+``onnx/model.onnx_data`` (~2.3 GB, like the real file), built with the ``onnx`` helper API.
+Its config.json and tokenizer are jina-tiny's (tools/test_models.py). Vectors are
+meaningless; speed and memory are what it is for. LoRA adapters are left out (rank 4: <0.1%
+of the FLOPs); the task picks a bias instead.
+
+Usage: ``python -m tools.jina_sized_model OUT_DIR [--layers 24]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tools.test_models import build_jina_tiny
+
+WIDTH, HEADS, FFN, VOCAB, POSITIONS, TASKS = 1024, 16, 4096, 250002, 8194, 5
+
+
+def build_jina_sized(out: Path, layers: int = 24, seed: int = 0) -> Path:
+    """Write the model folder to ``out`` and return it."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    build_jina_tiny(out)  # tokenizer, config and folder layout; graph replaced below
+    rng = np.random.default_rng(seed)
+    inits: list = []
+    nodes: list = []
+
+    def weight(name: str, *shape: int, scale: float = 0.02, value: float | None = None) -> str:
+        data = (np.full(shape, value, dtype=np.float32) if value is not None
+                else (rng.standard_normal(shape, dtype=np.float32) * scale))
+        inits.append(numpy_helper.from_array(data, name))
+        return name
+
+    def const(name: str, value, dtype=np.int64) -> str:
+        inits.append(numpy_helper.from_array(np.array(value, dtype=dtype), name))
+        return name
+
+    def node(op: str, inputs: list[str], output: str, **attrs) -> str:
+        nodes.append(helper.make_node(op, inputs, [output], **attrs))
+        return output
+
+    def layer_norm(x: str, prefix: str) -> str:
+        return node("LayerNormalization", [x, weight(f"{prefix}.g", WIDTH, value=1.0),
+                                           weight(f"{prefix}.b", WIDTH, value=0.0)],
+                    f"{prefix}.out", axis=-1, epsilon=1e-5)
+
+    def linear(x: str, prefix: str, fan_in: int, fan_out: int) -> str:
+        y = node("MatMul", [x, weight(f"{prefix}.w", fan_in, fan_out)], f"{prefix}.mm")
+        return node("Add", [y, weight(f"{prefix}.bias", fan_out, value=0.0)], f"{prefix}.out")
+
+    const("one", 1)
+    const("start", 2)
+    const("heads_shape", [0, 0, HEADS, WIDTH // HEADS])
+    const("merge_shape", [0, 0, WIDTH])
+    const("axes12", [1, 2])
+    inits.append(numpy_helper.from_array(np.array(1.0 / np.sqrt(WIDTH // HEADS),
+                                                  dtype=np.float32), "scale"))
+    inits.append(numpy_helper.from_array(np.array(-1e4, dtype=np.float32), "neg"))
+    inits.append(numpy_helper.from_array(np.array(1.0, dtype=np.float32), "onef"))
+    inits.append(numpy_helper.from_array(np.array(0.5, dtype=np.float32), "half"))
+    inits.append(numpy_helper.from_array(np.array(np.sqrt(0.5), dtype=np.float32), "rsqrt2"))
+
+    # Embeddings: tokens + positions numbered from pad_token_id + 1, plus a task bias.
+    x = node("Gather", [weight("E", VOCAB, WIDTH), "input_ids"], "tok")
+    shape = node("Shape", ["input_ids"], "shape")
+    seq = node("Gather", [shape, "one"], "seq")
+    limit = node("Add", [seq, "start"], "limit")
+    pos = node("Range", ["start", limit, "one"], "pos")
+    x = node("Add", [x, node("Gather", [weight("P", POSITIONS, WIDTH), pos], "pos_emb")], "x0")
+    x = node("Add", [x, node("Gather", [weight("T", TASKS, WIDTH), "task_id"], "task")], "x1")
+    x = layer_norm(x, "emb_ln")
+    # Additive attention mask [batch, 1, 1, seq]: 0 for tokens, -1e4 for padding.
+    maskf = node("Cast", ["attention_mask"], "maskf", to=TensorProto.FLOAT)
+    inverted = node("Sub", ["onef", maskf], "inv_mask")
+    bias = node("Unsqueeze", [node("Mul", [inverted, "neg"], "mask_neg"), "axes12"], "bias")
+
+    for i in range(layers):
+        p = f"l{i}"
+
+        def heads(t: str, name: str, perm: list[int]) -> str:
+            return node("Transpose", [node("Reshape", [t, "heads_shape"], f"{name}.r")],
+                        f"{name}.t", perm=perm)
+
+        q = heads(linear(x, f"{p}.q", WIDTH, WIDTH), f"{p}.qh", [0, 2, 1, 3])
+        k = heads(linear(x, f"{p}.k", WIDTH, WIDTH), f"{p}.kh", [0, 2, 3, 1])
+        v = heads(linear(x, f"{p}.v", WIDTH, WIDTH), f"{p}.vh", [0, 2, 1, 3])
+        scores = node("Mul", [node("MatMul", [q, k], f"{p}.qk"), "scale"], f"{p}.scaled")
+        probs = node("Softmax", [node("Add", [scores, bias], f"{p}.masked")], f"{p}.probs",
+                     axis=-1)
+        ctx = node("Transpose", [node("MatMul", [probs, v], f"{p}.ctx")], f"{p}.ctxt",
+                   perm=[0, 2, 1, 3])
+        ctx = node("Reshape", [ctx, "merge_shape"], f"{p}.merged")
+        x = layer_norm(node("Add", [x, linear(ctx, f"{p}.o", WIDTH, WIDTH)], f"{p}.res1"),
+                       f"{p}.ln1")
+        h = linear(x, f"{p}.up", WIDTH, FFN)
+        erf = node("Erf", [node("Mul", [h, "rsqrt2"], f"{p}.hs")], f"{p}.erf")
+        gelu = node("Mul", [node("Mul", [h, "half"], f"{p}.hh"),
+                            node("Add", [erf, "onef"], f"{p}.erf1")], f"{p}.gelu")
+        x = layer_norm(node("Add", [x, linear(gelu, f"{p}.down", FFN, WIDTH)], f"{p}.res2"),
+                       f"{p}.ln2")
+    nodes.append(helper.make_node("Identity", [x], ["text_embeds"]))
+
+    graph = helper.make_graph(
+        nodes, "jina_sized",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
+         helper.make_tensor_value_info("task_id", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("text_embeds", TensorProto.FLOAT,
+                                       ["batch", "seq", WIDTH])],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    for stale in ("model.onnx", "model.onnx_data"):
+        (out / "onnx" / stale).unlink(missing_ok=True)
+    onnx.save_model(model, str(out / "onnx/model.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="model.onnx_data",
+                    size_threshold=1024)
+    config = json.loads((out / "config.json").read_text())
+    config.update(hidden_size=WIDTH, num_hidden_layers=layers, num_attention_heads=HEADS,
+                  intermediate_size=FFN, matryoshka_dimensions=[32, 64, 128, 256, 512, 768, 1024])
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--layers", type=int, default=24)
+    args = parser.parse_args()
+    print(build_jina_sized(args.out, args.layers))
+
+
+if __name__ == "__main__":
+    main()
