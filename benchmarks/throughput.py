@@ -1,14 +1,17 @@
-"""Served texts/s and latency against a plain in-process ONNX loop, on the same model and texts.
+"""Served throughput and latency against the raw in-process ONNX ceiling, fp32 and int8.
 
-One run measures, on one model:
-  raw-loop     the old server's way: one ONNX run per text, in this process
-  raw-batched  best fixed batch size over length-sorted texts, in this process (the ceiling)
-  served       `serve run serve_config.yaml` (its real CPU shares), N concurrent HTTP clients
-               each sending K texts per request (--load NxK)
-and writes a CSV to benchmarks/results/. Clients and server share the machine's cores, so
-served figures include the clients' own CPU cost.
+One run, one model, the same texts for every mode:
+  raw single     one ONNX run per text in this process (the old server's way), with latency
+  raw batched    best fixed batch size over length-sorted texts: the in-process ceiling
+  served NxK     the real application (serve_config.yaml and its CPU shares) with N HTTP
+                 clients each sending K texts per request; clients share the machine's cores
+for short queries (~20 tokens) and long passages (~100-500 tokens), for fp32 and the
+`quantize: int8` copy. Writes benchmarks/results/throughput-<model>.csv and .png, prints the
+performance targets' ratios, the int8-vs-fp32 cosine and the encoder's RSS / weights size.
 
-Usage: python -m benchmarks.throughput [--model models/minilm] [--load 1x1 32x1 8x16]
+Models: jina-sized (default: the real model's compute, built on first use, 2.3 GB), minilm,
+jina-tiny, or a model folder.
+Usage: python -m benchmarks.throughput [--model jina-sized] [--seconds 20]
 """
 
 from __future__ import annotations
@@ -16,130 +19,145 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import random
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
-import numpy as np
+from tqdm import tqdm
 
-from encoder.batching import pad
+from benchmarks.plots import plot_throughput
+from benchmarks.soak import serve_rss_mb
+from benchmarks.workloads import (
+    Measured,
+    long_passages,
+    raw_best_batch,
+    raw_single,
+    served,
+    short_queries,
+)
+from encoder.batching import TokenBatch
 from encoder.model_card import ModelCard
+from encoder.pipeline import EmbeddingPipeline
+from encoder.pooling import l2_normalize
+from encoder.quantize import quantized_model
 from encoder.runtime import OnnxModel
 from encoder.tokenize import TextTokenizer
+from tools.jina_sized_model import build_jina_sized
 from tools.serve_process import serve_run
-from tools.test_models import build_minilm
+from tools.test_models import build_jina_tiny, build_minilm
 
 RESULTS = Path(__file__).parent / "results"
-_WORDS = ("how what why where cat dog market price river city music history science data "
-          "model search engine query answer learn fast small large old new best cheap "
-          "recipe weather train flight hotel museum book film song game").split()
+MODELS = {"jina-sized": build_jina_sized, "minilm": build_minilm, "jina-tiny": build_jina_tiny}
+LOADS = {"short": ["1x1", "8x1", "32x1", "8x16"], "long": ["1x1", "8x1", "4x16"]}
 
 
-def short_queries(count: int, seed: int = 0) -> list[str]:
-    """Search-style queries of 4-12 words (~8-20 tokens)."""
-    rng = random.Random(seed)
-    return [" ".join(rng.choices(_WORDS, k=rng.randint(4, 12))) + "?" for _ in range(count)]
-
-
-def raw_loop(model: OnnxModel, card: ModelCard, ids: list[list[int]], task: int | None) -> float:
-    """Texts/s of one ONNX run per text (no padding)."""
-    start = time.perf_counter()
-    for sequence in ids:
-        batch, mask = pad([np.asarray(sequence)], card.pad_token_id)
-        model.token_states(batch, mask, task)
-    return len(ids) / (time.perf_counter() - start)
-
-
-def raw_batched(model: OnnxModel, card: ModelCard, ids: list[list[int]], task: int | None,
-                sizes=(8, 16, 32, 64, 128)) -> tuple[float, int]:
-    """Best texts/s over fixed batch sizes of length-sorted texts, and that size."""
-    ordered = sorted(ids, key=len)
-    best = (0.0, 0)
-    for size in sizes:
-        start = time.perf_counter()
-        for i in range(0, len(ordered), size):
-            batch, mask = pad([np.asarray(s) for s in ordered[i : i + size]], card.pad_token_id)
-            model.token_states(batch, mask, task)
-        best = max(best, (len(ordered) / (time.perf_counter() - start), size))
-    return best
-
-
-async def served(base: str, texts: list[str], clients: int, per_request: int
-                 ) -> dict[str, float]:
-    """Each client sends ``per_request`` texts per request until the texts run out."""
-    queue = [texts[i : i + per_request] for i in range(0, len(texts), per_request)][::-1]
-    latencies: list[float] = []
-
-    async def client(http: httpx.AsyncClient) -> None:
-        while queue:
-            chunk = queue.pop()
-            start = time.perf_counter()
-            response = await http.post(f"{base}/v1/embeddings", json={"input": chunk})
-            response.raise_for_status()
-            latencies.append(time.perf_counter() - start)
-
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
-        await http.post(f"{base}/v1/embeddings", json={"input": texts[:8]})  # warm-up
-        start = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(clients)))
-        elapsed = time.perf_counter() - start
-    ms = np.array(latencies) * 1000
-    return {"texts_per_s": len(texts) / elapsed, "p50_ms": float(np.percentile(ms, 50)),
-            "p99_ms": float(np.percentile(ms, 99))}
+def model_folder(name: str) -> Path:
+    if name in MODELS:
+        folder = Path("models") / name
+        if not (folder / "onnx/model.onnx").is_file():
+            print(f"building {folder} ...", flush=True)
+            MODELS[name](folder)
+        return folder
+    return Path(name)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, help="model folder (default: MiniLM int8)")
-    parser.add_argument("--texts", type=int, default=1500)
-    parser.add_argument("--load", nargs="+", default=["1x1", "32x1", "8x16"],
-                        help="CLIENTSxTEXTS_PER_REQUEST pairs")
-    parser.add_argument("--threads", type=int, default=2, help="ORT threads for raw runs")
+    parser.add_argument("--model", default="jina-sized")
+    parser.add_argument("--seconds", type=float, default=20, help="per measurement")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "int8"])
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
-    folder = args.model or build_minilm(workdir / "minilm")
+    folder = model_folder(args.model)
     card = ModelCard.from_folder(folder)
     task = card.task_id("text-matching") if card.tasks else None
-    texts = short_queries(args.texts)
-    ids = TextTokenizer(folder).encode(texts, card.max_tokens, truncate=False)
-    print(f"model {folder.name}: {len(texts)} texts, mean {np.mean([len(s) for s in ids]):.1f}"
-          " tokens")
+    tokenizer = TextTokenizer(folder)
+    texts = {"short": short_queries(2000), "long": long_passages(400)}
+    ids = {k: tokenizer.encode(v, card.max_tokens, truncate=True) for k, v in texts.items()}
+    cells = len(args.precisions) * (3 + sum(len(v) for v in LOADS.values()))
+    progress = tqdm(total=cells, desc="benchmark", unit="cell")
+    rows: list[dict] = []
+    vectors: dict[str, object] = {}
+    notes: dict[str, float] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
 
-    model = OnnxModel(folder / "onnx/model.onnx", threads=args.threads)
-    raw_batched(model, card, ids[:64], task, sizes=(8,))  # warm-up
-    rows = [{"mode": "raw-loop", "clients": 0,
-             "texts_per_s": raw_loop(model, card, ids, task)}]
-    best, size = raw_batched(model, card, ids, task)
-    rows.append({"mode": f"raw-batched-{size}", "clients": 0, "texts_per_s": best})
-    del model
-    for row in rows:
-        print(f"{row['mode']:>16}: {row['texts_per_s']:8.1f} texts/s")
+    def record(precision: str, workload: str, mode: str, result: Measured) -> None:
+        rows.append({"precision": precision, "workload": workload, "mode": mode,
+                     "texts_per_s": round(result.texts_per_s, 2),
+                     "p50_ms": round(result.p50_ms, 2), "p99_ms": round(result.p99_ms, 2),
+                     "detail": result.detail})
+        progress.set_postfix_str(f"{precision} {workload} {mode}: "
+                                 f"{result.texts_per_s:.1f} texts/s")
+        progress.update()
 
-    with serve_run(folder, workdir, cpus=None) as service:
-        base = service.url
-        for load in args.load:
-            clients, per_request = (int(x) for x in load.split("x"))
-            result = asyncio.run(served(base, texts, clients, per_request))
-            rows.append({"mode": "served", "clients": clients, "per_request": per_request,
-                         **result})
-            print(f"{'served':>16}: {result['texts_per_s']:8.1f} texts/s, {clients:2d} clients x "
-                  f"{per_request:2d} texts/request, p50 {result['p50_ms']:.1f} ms, "
-                  f"p99 {result['p99_ms']:.1f} ms "
-                  f"({result['texts_per_s'] / rows[0]['texts_per_s']:.2f}x raw loop, "
-                  f"{result['texts_per_s'] / best:.2f}x raw batched)")
+    for precision in args.precisions:
+        onnx = folder / "onnx/model.onnx"
+        if precision == "int8":
+            onnx = quantized_model(onnx)
+        model = OnnxModel(onnx, threads=2)
+        raw_best_batch(model, card, ids["short"][:64], task, 2, sizes=(8,))  # warm-up
+        record(precision, "short", "raw single", raw_single(model, card, ids["short"], task,
+                                                             args.seconds))
+        for workload in ("short", "long"):
+            record(precision, workload, "raw batched",
+                   raw_best_batch(model, card, ids[workload], task, args.seconds))
+        pipeline = EmbeddingPipeline(model, card, 16_384)
+        sample = ids["short"][:32] + ids["long"][:32]
+        vectors[precision] = l2_normalize(pipeline.embed([TokenBatch.from_lists(task, sample,
+                                                                                 16_384)])[0])
+        del model, pipeline
+        serve_args = {"quantize": "int8"} if precision == "int8" else {}
+        with serve_run(folder, workdir, args=serve_args, cpus=None, timeout_s=900) as service:
+            notes[f"{precision} encoder RSS MB"] = serve_rss_mb().get("Encoder", 0.0)
+            for workload, loads in LOADS.items():
+                for load in loads:
+                    clients, per_request = (int(x) for x in load.split("x"))
+                    result = asyncio.run(served(service.url, texts[workload], clients,
+                                                per_request, args.seconds))
+                    record(precision, workload, f"served {load}", result)
+    progress.close()
 
+    name = folder.name
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"throughput-{folder.name}.csv"
-    with out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["mode", "clients", "per_request", "texts_per_s",
-                                               "p50_ms", "p99_ms"])
+    csv_path = RESULTS / f"throughput-{name}.csv"
+    with csv_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print(f"wrote {out}")
+    png = plot_throughput(rows, name, RESULTS / f"throughput-{name}.png")
+    for row in rows:
+        print(f"{row['precision']:>5} {row['workload']:>5} {row['mode']:>14}: "
+              f"{row['texts_per_s']:9.1f} texts/s  p50 {row['p50_ms']:8.1f} ms  "
+              f"p99 {row['p99_ms']:8.1f} ms  {row['detail']}")
+    weights_mb = sum(p.stat().st_size for p in (folder / "onnx").glob("model.onnx*")) / 1e6
+    print_targets(rows, vectors, notes, weights_mb)
+    print(f"wrote {csv_path} and {png}")
+
+
+def print_targets(rows: list[dict], vectors: dict, notes: dict, weights_mb: float) -> None:
+    def get(precision, workload, mode, key="texts_per_s"):
+        return next((r[key] for r in rows if r["precision"] == precision
+                     and r["workload"] == workload and r["mode"] == mode), float("nan"))
+
+    ceiling_short, ceiling_long = get("fp32", "short", "raw batched"), get("fp32", "long",
+                                                                           "raw batched")
+    print("targets (fp32):")
+    for workload, load, ceiling, goal in (("short", "32x1", ceiling_short, 0.6),
+                                          ("short", "8x16", ceiling_short, 0.95),
+                                          ("long", "4x16", ceiling_long, 1.0)):
+        ratio = get("fp32", workload, f"served {load}") / ceiling
+        print(f"  served {load} / raw ceiling, {workload}: {ratio:.2f}  (>= {goal})")
+    gap = get("fp32", "short", "served 1x1", "p50_ms") - get("fp32", "short", "raw single",
+                                                              "p50_ms")
+    print(f"  single short request p50, served - raw: {gap:.1f} ms  (<= 5)")
+    if "int8" in vectors:
+        speedup = get("int8", "long", "raw batched") / ceiling_long
+        cosines = (vectors["fp32"] * vectors["int8"]).sum(axis=1)
+        print(f"  int8 / fp32 raw batched, long: {speedup:.2f}x, short: "
+              f"{get('int8', 'short', 'raw batched') / ceiling_short:.2f}x  (>= 2.5); cosine to "
+              f"fp32 min {cosines.min():.4f} mean {cosines.mean():.4f}  (>= 0.99)")
+    rss = notes.get("fp32 encoder RSS MB", float("nan"))
+    print(f"  encoder RSS / weights: {rss:.0f} / {weights_mb:.0f} MB = {rss / weights_mb:.2f}"
+          "  (<= 1.3)")
 
 
 if __name__ == "__main__":

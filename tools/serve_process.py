@@ -17,11 +17,13 @@ import httpx
 import yaml
 
 from tools.config_for_model import derive_config
+from tools.serve_main import SERVE_ENV_DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[1]
 # Fractions of the 2-core test machine, so a test Serve never starves pytest itself.
 TEST_CPUS = {"Ingress": 0.1, "Encoder": 0.5}
-ENV = {"RAY_ADDRESS": "local", "RAY_USAGE_STATS_ENABLED": "0"}
+# The Ray Serve options the launcher ships with, so tests exercise what users run.
+ENV = {"RAY_ADDRESS": "local", "RAY_USAGE_STATS_ENABLED": "0", **SERVE_ENV_DEFAULTS}
 
 
 def free_port() -> int:
@@ -51,7 +53,7 @@ def serve_run(model: Path, workdir: Path, args: dict | None = None,
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     log_path = workdir / "serve.log"
     bin_dir = Path(sys.executable).parent
-    full_env = {**os.environ, **ENV, **(env or {}), "PYTHONPATH": str(ROOT),
+    full_env = {**ENV, **os.environ, **(env or {}), "PYTHONPATH": str(ROOT),
                 "EMBEDDINGS_CONFIG": str(config_path),
                 "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     with log_path.open("wb") as log:

@@ -1,0 +1,105 @@
+"""Texts and load generators shared by the benchmarks: raw in-process runs and HTTP clients."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+
+import httpx
+import numpy as np
+
+from encoder.batching import pad
+from encoder.model_card import ModelCard
+from encoder.runtime import OnnxModel
+
+_WORDS = ("how what why where cat dog market price river city music history science data "
+          "model search engine query answer learn fast small large old new best cheap recipe "
+          "weather train flight hotel museum book film song game energy policy health").split()
+
+
+def short_queries(count: int, seed: int = 0) -> list[str]:
+    """Search-style queries of 10-16 words (~15-25 tokens)."""
+    rng = random.Random(seed)
+    return [" ".join(rng.choices(_WORDS, k=rng.randint(10, 16))) + "?" for _ in range(count)]
+
+
+def long_passages(count: int, seed: int = 1) -> list[str]:
+    """Passages of 80-400 words (~100-500 tokens)."""
+    rng = random.Random(seed)
+    return [" ".join(rng.choices(_WORDS, k=rng.randint(80, 400))) + "." for _ in range(count)]
+
+
+@dataclass
+class Measured:
+    texts_per_s: float
+    p50_ms: float = float("nan")
+    p99_ms: float = float("nan")
+    detail: str = ""
+
+
+def raw_single(model: OnnxModel, card: ModelCard, ids: list[list[int]],
+               task: int | None, seconds: float) -> Measured:
+    """One ONNX run per text, in this process (the old server's way); latency per text."""
+    latencies, deadline = [], time.monotonic() + seconds
+    for sequence in ids:
+        start = time.perf_counter()
+        batch, mask = pad([np.asarray(sequence)], card.pad_token_id)
+        model.token_states(batch, mask, task)
+        latencies.append(time.perf_counter() - start)
+        if time.monotonic() > deadline:
+            break
+    ms = np.array(latencies) * 1000
+    return Measured(1000 / ms.mean(), float(np.percentile(ms, 50)), float(np.percentile(ms, 99)))
+
+
+def raw_best_batch(model: OnnxModel, card: ModelCard, ids: list[list[int]], task: int | None,
+                   seconds: float, sizes=(4, 8, 16, 32, 64)) -> Measured:
+    """Best texts/s over fixed batch sizes of length-sorted texts: the in-process ceiling."""
+    ordered = sorted(ids, key=len)
+    best = Measured(0.0)
+    for size in sizes:
+        done, start = 0, time.perf_counter()
+        for i in range(0, len(ordered), size):
+            batch, mask = pad([np.asarray(s) for s in ordered[i: i + size]], card.pad_token_id)
+            model.token_states(batch, mask, task)
+            done += batch.shape[0]
+            if time.perf_counter() - start > seconds / len(sizes):
+                break
+        rate = done / (time.perf_counter() - start)
+        if rate > best.texts_per_s:
+            best = Measured(rate, detail=f"batch {size}")
+    return best
+
+
+async def served(url: str, texts: list[str], clients: int, per_request: int,
+                 seconds: float, headers: dict | None = None) -> Measured:
+    """``clients`` loops, each posting ``per_request`` texts per request, for ``seconds``."""
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    async def client(http: httpx.AsyncClient, offset: int) -> None:
+        nonlocal errors
+        i = offset
+        while time.monotonic() < deadline:
+            chunk = [texts[(i + k) % len(texts)] for k in range(per_request)]
+            i += per_request * clients
+            start = time.perf_counter()
+            response = await http.post(f"{url}/v1/embeddings", json={"input": chunk},
+                                       headers=headers)
+            if response.status_code != 200:
+                errors += 1
+                continue
+            latencies.append(time.perf_counter() - start)
+
+    async with httpx.AsyncClient(timeout=300, limits=limits) as http:
+        await http.post(f"{url}/v1/embeddings", json={"input": texts[:per_request]})
+        start = time.perf_counter()
+        await asyncio.gather(*(client(http, c * per_request) for c in range(clients)))
+        elapsed = time.perf_counter() - start
+    ms = np.array(latencies or [float("nan")]) * 1000
+    return Measured(len(latencies) * per_request / elapsed, float(np.percentile(ms, 50)),
+                    float(np.percentile(ms, 99)), f"{errors} errors" if errors else "")
