@@ -30,9 +30,11 @@ from encoder.tokenize import TextTokenizer
 
 logger = logging.getLogger("ray.serve")
 
+Result = Union[np.ndarray, EncoderFailure]
+
 
 def _batch_tokens(batches: List[TokenBatch]) -> int:
-    """Size of a pending batch for ``@serve.batch``: tokens, not requests.
+    """Size of the ingress's pending batch for ``@serve.batch``: tokens, not requests.
 
     Runs inside Ray's batcher, where an exception would break batching: it never raises.
     """
@@ -40,6 +42,14 @@ def _batch_tokens(batches: List[TokenBatch]) -> int:
         return sum(b.size for b in batches)
     except Exception:
         return len(batches)
+
+
+def _group_tokens(groups: List[List[TokenBatch]]) -> int:
+    """Size of the encoder's pending batch of groups (one group per handle call)."""
+    try:
+        return sum(b.size for group in groups for b in group)
+    except Exception:
+        return len(groups)
 
 
 def _replica_threads(settings: ServiceSettings) -> int:
@@ -60,11 +70,20 @@ class Encoder:
         self.embed.set_max_batch_size(settings.max_batch_tokens)
         self.embed.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
 
-    @serve.batch(max_batch_size=16_384, batch_wait_timeout_s=0.003, batch_size_fn=_batch_tokens)
-    async def embed(self, batches: List[TokenBatch]) -> List[Union[np.ndarray, EncoderFailure]]:
-        """Pooled vectors for each token batch (a failure object where a run failed)."""
+    @serve.batch(max_batch_size=512, batch_wait_timeout_s=0.0, batch_size_fn=_group_tokens)
+    async def embed(self, groups: List[List[TokenBatch]]) -> List[List[Result]]:
+        """Pooled vectors for each token batch of each group (a failure where a run failed).
+
+        A group is what one handle call carries: token batches of one or more requests.
+        """
+        flat = [batch for group in groups for batch in group]
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.pipeline.embed, batches)
+        results = await loop.run_in_executor(self._executor, self.pipeline.embed, flat)
+        out, start = [], 0
+        for group in groups:
+            out.append(results[start : start + len(group)])
+            start += len(group)
+        return out
 
     async def ping(self) -> bool:
         """Readiness probe used by the ingress's ``/health``."""
@@ -93,10 +112,22 @@ class Ingress:
         self.service = EmbeddingsService(
             settings, ModelCard.from_folder(files.root), TextTokenizer(files.root), self._embed
         )
+        self._forward.set_max_batch_size(settings.max_batch_tokens)
+
+    @serve.batch(max_batch_size=512, batch_wait_timeout_s=0.0, max_concurrent_batches=4,
+                 batch_size_fn=_batch_tokens)
+    async def _forward(self, batches: List[TokenBatch]) -> List[Result]:
+        """Token batches of concurrent requests go to the encoder in one handle call.
+
+        Each call costs CPU in the router and the replica; small requests (one short query
+        each) would otherwise pay it once per request. Up to 4 calls stay in flight, so
+        several encoder replicas are kept busy.
+        """
+        return await self._encoder.embed.remote(batches)
 
     async def _embed(self, batches: List[TokenBatch]) -> List[np.ndarray]:
         try:
-            results = await asyncio.gather(*(self._encoder.embed.remote(b) for b in batches))
+            results = await asyncio.gather(*(self._forward(b) for b in batches))
         except BackPressureError as exc:
             raise _unavailable("the encoders' queues are full", "overloaded",
                                exc.retry_after_s) from exc

@@ -60,7 +60,10 @@ def test_burst_of_ten_times_capacity_gets_fast_429s(service):
     print(f"burst: {statuses.count(200)} x 200, {statuses.count(429)} x 429, accepted p99 "
           f"{np.percentile(accepted, 99):.2f} s, slowest 429 {max(t for _, t in refused):.2f} s")
     assert set(statuses) <= {200, 429}
-    assert len(accepted) >= 4 and refused
+    tokens = next(r for r, _ in results if r.status_code == 200).json()["usage"]["prompt_tokens"]
+    capacity = min(LIMITS["max_inflight_requests"], LIMITS["max_inflight_tokens"] // tokens)
+    assert len(results) >= 10 * capacity
+    assert len(accepted) >= capacity and refused
     assert np.percentile(accepted, 99) < 10
     for response, seconds in refused:
         assert seconds < 1.0
@@ -110,9 +113,10 @@ def test_killed_encoder_replica_recovers_and_only_in_flight_requests_fail(servic
         recovered = None
         while time.monotonic() - killed < 45 and recovered is None:
             time.sleep(0.2)
-            # Recovery: the first success of a request sent after the kill.
+            # Recovery: the first success of a request sent after the kill (with a margin:
+            # a dying actor can still finish what it already holds).
             recovered = min((done for sent, done, status, _ in outcomes
-                             if sent > killed and status == 200), default=None)
+                             if sent > killed + 0.5 and status == 200), default=None)
         time.sleep(3)
         stop.set()
         for thread in threads:
