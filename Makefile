@@ -29,7 +29,10 @@ models: $(BIN)/.installed
 	$(BIN)/python -m tools.test_models minilm models/minilm
 
 bench: $(BIN)/.installed
-	$(BIN)/python -m benchmarks.throughput
+	$(BIN)/pip install --quiet -r requirements-bench.txt
+	$(BIN)/python -m benchmarks.overhead
+	$(BIN)/python -m benchmarks.throughput --model minilm
+	$(BIN)/python -m benchmarks.throughput --model jina-sized --seconds 30
 
 clean:
 	rm -rf $(VENV) .run models .pytest_cache .ruff_cache

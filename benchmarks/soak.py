@@ -30,9 +30,9 @@ _ROLES = {"Encoder": "ServeReplica:embeddings:Encoder",
 _PAGE = 4096
 
 
-def serve_rss_mb() -> dict[str, float]:
-    """RSS in MB of the Serve processes found in /proc, by role."""
-    found: dict[str, float] = {}
+def serve_rss_mb(each: bool = False) -> dict:
+    """RSS in MB of the Serve processes found in /proc, by role: summed, or listed."""
+    found: dict[str, list[float]] = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -43,8 +43,8 @@ def serve_rss_mb() -> dict[str, float]:
             continue
         for role, marker in _ROLES.items():
             if marker in cmdline:
-                found[role] = found.get(role, 0.0) + rss_pages * _PAGE / 1e6
-    return found
+                found.setdefault(role, []).append(rss_pages * _PAGE / 1e6)
+    return found if each else {role: sum(values) for role, values in found.items()}
 
 
 def random_body(rng: random.Random) -> dict | bytes:

@@ -48,6 +48,14 @@ from tools.test_models import build_jina_tiny, build_minilm
 RESULTS = Path(__file__).parent / "results"
 MODELS = {"jina-sized": build_jina_sized, "minilm": build_minilm, "jina-tiny": build_jina_tiny}
 LOADS = {"short": ["1x1", "8x1", "32x1", "8x16"], "long": ["1x1", "8x1", "4x16"]}
+# Encoder replicas x ORT threads on the 2 cores; serve_config.yaml ships "2x1".
+LAYOUTS = {
+    "2x1": None,
+    "1x1": {"Encoder": {"autoscaling_config": {"min_replicas": 1, "max_replicas": 1},
+                        "ray_actor_options": {"num_cpus": 1.0}}},
+    "1x2": {"Encoder": {"autoscaling_config": {"min_replicas": 1, "max_replicas": 1},
+                        "ray_actor_options": {"num_cpus": 1.8}}},
+}
 
 
 def model_folder(name: str) -> Path:
@@ -65,6 +73,8 @@ def main() -> None:
     parser.add_argument("--model", default="jina-sized")
     parser.add_argument("--seconds", type=float, default=20, help="per measurement")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "int8"])
+    parser.add_argument("--layout", choices=sorted(LAYOUTS), default="2x1",
+                        help="encoder replicas x ORT threads")
     args = parser.parse_args()
 
     folder = model_folder(args.model)
@@ -106,17 +116,19 @@ def main() -> None:
                                                                                  16_384)])[0])
         del model, pipeline
         serve_args = {"quantize": "int8"} if precision == "int8" else {}
-        with serve_run(folder, workdir, args=serve_args, cpus=None, timeout_s=900) as service:
-            notes[f"{precision} encoder RSS MB"] = serve_rss_mb().get("Encoder", 0.0)
+        with serve_run(folder, workdir, args=serve_args, cpus=None, timeout_s=900,
+                       deployments=LAYOUTS[args.layout]) as service:
             for workload, loads in LOADS.items():
                 for load in loads:
                     clients, per_request = (int(x) for x in load.split("x"))
                     result = asyncio.run(served(service.url, texts[workload], clients,
                                                 per_request, args.seconds))
                     record(precision, workload, f"served {load}", result)
+            # After traffic: the largest encoder replica (each holds the whole model).
+            notes[f"{precision} encoder RSS MB"] = max(serve_rss_mb(each=True)["Encoder"])
     progress.close()
 
-    name = folder.name
+    name = folder.name if args.layout == "2x1" else f"{folder.name}-{args.layout}"
     RESULTS.mkdir(exist_ok=True)
     csv_path = RESULTS / f"throughput-{name}.csv"
     with csv_path.open("w", newline="") as f:

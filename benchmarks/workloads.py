@@ -96,7 +96,7 @@ async def served(url: str, texts: list[str], clients: int, per_request: int,
             latencies.append(time.perf_counter() - start)
 
     async with httpx.AsyncClient(timeout=300, limits=limits) as http:
-        await http.post(f"{url}/v1/embeddings", json={"input": texts[:per_request]})
+        await http.post(f"{url}/v1/embeddings", json={"input": texts[:per_request]})  # warm
         start = time.perf_counter()
         await asyncio.gather(*(client(http, c * per_request) for c in range(clients)))
         elapsed = time.perf_counter() - start

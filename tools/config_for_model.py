@@ -18,8 +18,12 @@ def derive_config(
     port: int | None = None,
     cpus: dict[str, float] | None = None,
     args: dict | None = None,
+    deployments: dict[str, dict] | None = None,
 ) -> dict:
-    """The config in ``source`` with ``args.model`` (and the given overrides) replaced."""
+    """The config in ``source`` with ``args.model`` (and the given overrides) replaced.
+
+    ``deployments`` maps a deployment name to keys that replace its own (e.g. replicas).
+    """
     config = yaml.safe_load(source.read_text(encoding="utf-8"))
     app = config["applications"][0]
     app["args"]["model"] = str(Path(model).resolve()) if Path(model).exists() else model
@@ -29,6 +33,7 @@ def derive_config(
     for deployment in app["deployments"]:
         if cpus and deployment["name"] in cpus:
             deployment.setdefault("ray_actor_options", {})["num_cpus"] = cpus[deployment["name"]]
+        deployment.update((deployments or {}).get(deployment["name"], {}))
     return config
 
 

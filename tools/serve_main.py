@@ -20,11 +20,13 @@ Usage: ``python -m tools.serve_main``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
@@ -55,6 +57,36 @@ def drain_applications() -> None:
         ray.shutdown()
 
 
+def reap_session(session_id: int) -> None:
+    """Kill what is left of a process session once its leader has exited.
+
+    Serve's HAProxy can outlive `serve run` (reparented to init), keeping ports 9101 and 8404
+    bound so the next start fails; every process `serve run` started shares its session.
+    """
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        left = [pid for pid in _session_members(session_id) if pid != os.getpid()]
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        if not left:
+            return
+        time.sleep(1)
+
+
+def _session_members(session_id: int) -> list[int]:
+    members = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                # Fields after the parenthesised command: state ppid pgrp session ...
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[3]) == session_id:
+                members.append(int(proc.name))
+    return members
+
+
 def main() -> None:
     config = Path(os.environ.get("EMBEDDINGS_CONFIG", "serve_config.yaml"))
     model = os.environ.get("EMBEDDINGS_MODEL")
@@ -81,7 +113,9 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    sys.exit(child.wait())
+    code = child.wait()
+    reap_session(child.pid)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import httpx
 import yaml
 
 from tools.config_for_model import derive_config
-from tools.serve_main import SERVE_ENV_DEFAULTS
+from tools.serve_main import SERVE_ENV_DEFAULTS, reap_session
 
 ROOT = Path(__file__).resolve().parents[1]
 # Fractions of the 2-core test machine, so a test Serve never starves pytest itself.
@@ -36,7 +36,8 @@ def free_port() -> int:
 def serve_run(model: Path, workdir: Path, args: dict | None = None,
               cpus: dict[str, float] | None = TEST_CPUS, timeout_s: float = 180,
               env: dict[str, str] | None = None, command: list[str] | None = None,
-              graceful_s: float = 2) -> Iterator[ServeProcess]:
+              graceful_s: float = 2, deployments: dict[str, dict] | None = None,
+              ) -> Iterator[ServeProcess]:
     """Run ``serve run`` on serve_config.yaml pointed at ``model``; yield the running service.
 
     ``cpus`` overrides deployments' ``num_cpus`` (None keeps serve_config.yaml's); ``env``
@@ -45,7 +46,7 @@ def serve_run(model: Path, workdir: Path, args: dict | None = None,
     """
     port = free_port()
     config = derive_config(ROOT / "serve_config.yaml", str(model), port=port, cpus=cpus,
-                           args=args)
+                           args=args, deployments=deployments)
     for deployment in config["applications"][0]["deployments"]:
         deployment["graceful_shutdown_timeout_s"] = graceful_s
         deployment["graceful_shutdown_wait_loop_s"] = 0.5
@@ -53,7 +54,10 @@ def serve_run(model: Path, workdir: Path, args: dict | None = None,
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     log_path = workdir / "serve.log"
     bin_dir = Path(sys.executable).parent
-    full_env = {**ENV, **os.environ, **(env or {}), "PYTHONPATH": str(ROOT),
+    # HAProxy's metrics and stats ports are fixed by default: give each instance its own.
+    ports = {"RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+             "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port())}
+    full_env = {**ENV, **os.environ, **ports, **(env or {}), "PYTHONPATH": str(ROOT),
                 "EMBEDDINGS_CONFIG": str(config_path),
                 "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     with log_path.open("wb") as log:
@@ -99,6 +103,7 @@ class ServeProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        reap_session(self.process.pid)
         return self.process.returncode
 
     def log(self) -> str:

@@ -22,8 +22,10 @@ LIMITS = {"max_inflight_requests": 4, "max_inflight_tokens": 8192}
 
 @pytest.fixture(scope="module")
 def service(jina_dir, tmp_path_factory):
+    # One encoder replica: the kill test takes down the only one, the harshest case.
+    one = {"Encoder": {"autoscaling_config": {"min_replicas": 1, "max_replicas": 1}}}
     with serve_run(jina_dir, tmp_path_factory.mktemp("serve-reliability"), args=LIMITS,
-                   env={"EMBEDDINGS_API_KEY": KEY}) as running:
+                   env={"EMBEDDINGS_API_KEY": KEY}, deployments=one) as running:
         yield running
 
 
