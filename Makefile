@@ -30,6 +30,7 @@ models: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/pip install --quiet -r requirements-bench.txt
+	$(BIN)/python -m benchmarks.json_encoding
 	$(BIN)/python -m benchmarks.overhead
 	$(BIN)/python -m benchmarks.throughput --model minilm
 	$(BIN)/python -m benchmarks.throughput --model jina-sized --seconds 30

@@ -19,6 +19,7 @@ from ray.serve.handle import DeploymentHandle
 
 from encoder.auth import load_api_key
 from encoder.batching import TokenBatch
+from encoder.coalesce import Coalescer
 from encoder.errors import APIError, EncoderFailure, raise_failures
 from encoder.http_app import build_app
 from encoder.model_card import ModelCard
@@ -33,19 +34,11 @@ logger = logging.getLogger("ray.serve")
 Result = Union[np.ndarray, EncoderFailure]
 
 
-def _batch_tokens(batches: List[TokenBatch]) -> int:
-    """Size of the ingress's pending batch for ``@serve.batch``: tokens, not requests.
+def _group_tokens(groups: List[List[TokenBatch]]) -> int:
+    """Size of a pending ``@serve.batch`` batch: tokens, not requests (one group per call).
 
     Runs inside Ray's batcher, where an exception would break batching: it never raises.
     """
-    try:
-        return sum(b.size for b in batches)
-    except Exception:
-        return len(batches)
-
-
-def _group_tokens(groups: List[List[TokenBatch]]) -> int:
-    """Size of the encoder's pending batch of groups (one group per handle call)."""
     try:
         return sum(b.size for group in groups for b in group)
     except Exception:
@@ -67,18 +60,25 @@ class Encoder:
         self.pipeline = EmbeddingPipeline.load(settings, _replica_threads(settings))
         # ORT runs on one dedicated thread so the event loop keeps queueing the next batch.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx")
+        # One ONNX run at a time, each taking everything queued meanwhile (up to the budget).
+        self._runs = Coalescer(self._run, settings.max_batch_tokens, concurrency=1)
         self.embed.set_max_batch_size(settings.max_batch_tokens)
         self.embed.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
 
-    @serve.batch(max_batch_size=512, batch_wait_timeout_s=0.0, batch_size_fn=_group_tokens)
+    async def _run(self, batches: List[TokenBatch]) -> List[Result]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.pipeline.embed, batches)
+
+    # Several batches may be "in flight": they all wait in the coalescer, which merges them.
+    @serve.batch(max_batch_size=512, batch_wait_timeout_s=0.0, max_concurrent_batches=16,
+                 batch_size_fn=_group_tokens)
     async def embed(self, groups: List[List[TokenBatch]]) -> List[List[Result]]:
         """Pooled vectors for each token batch of each group (a failure where a run failed).
 
         A group is what one handle call carries: token batches of one or more requests.
         """
         flat = [batch for group in groups for batch in group]
-        loop = asyncio.get_running_loop()
-        results = await loop.run_in_executor(self._executor, self.pipeline.embed, flat)
+        results = await self._runs.submit(flat)
         out, start = [], 0
         for group in groups:
             out.append(results[start : start + len(group)])
@@ -112,22 +112,17 @@ class Ingress:
         self.service = EmbeddingsService(
             settings, ModelCard.from_folder(files.root), TextTokenizer(files.root), self._embed
         )
-        self._forward.set_max_batch_size(settings.max_batch_tokens)
+        # Token batches of concurrent requests travel to the encoders in one handle call:
+        # each call costs CPU in the router and the replica, which one-query requests would
+        # otherwise pay once each. 4 calls in flight keep several encoder replicas busy.
+        self._calls = Coalescer(self._call_encoder, settings.max_batch_tokens, concurrency=4)
 
-    @serve.batch(max_batch_size=512, batch_wait_timeout_s=0.0, max_concurrent_batches=4,
-                 batch_size_fn=_batch_tokens)
-    async def _forward(self, batches: List[TokenBatch]) -> List[Result]:
-        """Token batches of concurrent requests go to the encoder in one handle call.
-
-        Each call costs CPU in the router and the replica; small requests (one short query
-        each) would otherwise pay it once per request. Up to 4 calls stay in flight, so
-        several encoder replicas are kept busy.
-        """
+    async def _call_encoder(self, batches: List[TokenBatch]) -> List[Result]:
         return await self._encoder.embed.remote(batches)
 
     async def _embed(self, batches: List[TokenBatch]) -> List[np.ndarray]:
         try:
-            results = await asyncio.gather(*(self._forward(b) for b in batches))
+            results = await self._calls.submit(batches)
         except BackPressureError as exc:
             raise _unavailable("the encoders' queues are full", "overloaded",
                                exc.retry_after_s) from exc
