@@ -48,13 +48,13 @@ from tools.test_models import build_jina_tiny, build_minilm
 RESULTS = Path(__file__).parent / "results"
 MODELS = {"jina-sized": build_jina_sized, "minilm": build_minilm, "jina-tiny": build_jina_tiny}
 LOADS = {"short": ["1x1", "8x1", "32x1", "8x16"], "long": ["1x1", "8x1", "4x16"]}
-# Encoder replicas x ORT threads on the 2 cores; serve_config.yaml ships "2x1".
+# Encoder replicas x ORT threads on the 2 cores; serve_config.yaml ships "1x2".
 LAYOUTS = {
-    "2x1": None,
+    "1x2": None,
     "1x1": {"Encoder": {"autoscaling_config": {"min_replicas": 1, "max_replicas": 1},
                         "ray_actor_options": {"num_cpus": 1.0}}},
-    "1x2": {"Encoder": {"autoscaling_config": {"min_replicas": 1, "max_replicas": 1},
-                        "ray_actor_options": {"num_cpus": 1.8}}},
+    "2x1": {"Encoder": {"autoscaling_config": {"min_replicas": 2, "max_replicas": 2},
+                        "ray_actor_options": {"num_cpus": 0.9}}},
 }
 
 
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--model", default="jina-sized")
     parser.add_argument("--seconds", type=float, default=20, help="per measurement")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "int8"])
-    parser.add_argument("--layout", choices=sorted(LAYOUTS), default="2x1",
+    parser.add_argument("--layout", choices=sorted(LAYOUTS), default="1x2",
                         help="encoder replicas x ORT threads")
     args = parser.parse_args()
 
@@ -128,7 +128,7 @@ def main() -> None:
             notes[f"{precision} encoder RSS MB"] = max(serve_rss_mb(each=True)["Encoder"])
     progress.close()
 
-    name = folder.name if args.layout == "2x1" else f"{folder.name}-{args.layout}"
+    name = folder.name if args.layout == "1x2" else f"{folder.name}-{args.layout}"
     RESULTS.mkdir(exist_ok=True)
     csv_path = RESULTS / f"throughput-{name}.csv"
     with csv_path.open("w", newline="") as f:
