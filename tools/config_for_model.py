@@ -1,11 +1,10 @@
-"""Write a copy of a Serve config with another model (and optionally port and CPU shares).
+"""A Serve config with another model (and optionally port, CPU shares, deployment keys).
 
-Usage: ``python -m tools.config_for_model serve_config.yaml MODEL OUT.yaml``
+Used by the launcher (tools/serve_main.py, EMBEDDINGS_MODEL) and the tests' `serve run`.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import yaml
@@ -36,13 +35,3 @@ def derive_config(
         deployment.update((deployments or {}).get(deployment["name"], {}))
     return config
 
-
-def main() -> None:
-    source, model, out = sys.argv[1:4]
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(yaml.safe_dump(derive_config(Path(source), model), sort_keys=False))
-    print(out)
-
-
-if __name__ == "__main__":
-    main()
