@@ -13,6 +13,8 @@ class TokenBatch:
     """Token sequences of one task, flattened: what the ingress sends in one handle call.
 
     One flat int32 array plus lengths pickles in a single buffer, unlike a list of lists.
+    Each sequence pools to one vector, unless ``spans`` is set (late chunking): then each
+    sequence pools to one mean per ``[start, end)`` token span of its own.
     """
 
     task_id: int | None
@@ -21,10 +23,15 @@ class TokenBatch:
     # Its share of the encoder's token budget: its tokens, capped at the budget so that a
     # lone over-budget sequence still fits in a batch of its own.
     size: int = 1
+    spans: tuple[np.ndarray, ...] | None = None  # per sequence: int [n, 2] token ranges
 
     @classmethod
     def from_lists(
-        cls, task_id: int | None, sequences: Sequence[Sequence[int]], budget: int
+        cls,
+        task_id: int | None,
+        sequences: Sequence[Sequence[int]],
+        budget: int,
+        spans: Sequence[np.ndarray] | None = None,
     ) -> TokenBatch:
         """Flatten ``sequences``; ``budget`` is the encoder's ``max_batch_tokens``."""
         lengths = np.fromiter((len(s) for s in sequences), dtype=np.int32, count=len(sequences))
@@ -32,10 +39,19 @@ class TokenBatch:
             (t for s in sequences for t in s), dtype=np.int32, count=int(lengths.sum())
         )
         size = max(1, min(int(lengths.sum()), budget))
-        return cls(task_id=task_id, ids=flat, lengths=lengths, size=size)
+        if spans is not None:
+            spans = tuple(np.asarray(s, dtype=np.int32).reshape(-1, 2) for s in spans)
+        return cls(task_id=task_id, ids=flat, lengths=lengths, size=size, spans=spans)
 
     def __len__(self) -> int:
         return len(self.lengths)
+
+    @property
+    def outputs(self) -> int:
+        """How many vectors this batch pools to."""
+        if self.spans is None:
+            return len(self.lengths)
+        return sum(len(s) for s in self.spans)
 
     @property
     def tokens(self) -> int:

@@ -10,7 +10,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from encoder.api import EmbeddingRequest, parse_embedding_request
+from encoder.api import (
+    EmbeddingRequest,
+    TokenizeRequest,
+    parse_embedding_request,
+    parse_request,
+)
 from encoder.auth import check_bearer
 from encoder.errors import APIError, EncoderFailure, error_envelope, type_for_status
 from encoder.output import render_json
@@ -21,17 +26,19 @@ logger = logging.getLogger(__name__)
 ReadyCheck = Callable[[], Awaitable[bool]]
 
 _JSON = "application/json"
-_REQUEST_SCHEMA = {
-    "requestBody": {
-        "required": True,
-        "content": {_JSON: {"schema": {"$ref": "#/components/schemas/EmbeddingRequest"}}},
-    }
-}
+
+
+def _schema_ref(name: str) -> dict:
+    schema = {"$ref": f"#/components/schemas/{name}"}
+    return {"requestBody": {"required": True, "content": {_JSON: {"schema": schema}}}}
+
+
+_REQUEST_SCHEMA = _schema_ref("EmbeddingRequest")
 
 
 def build_app(service: EmbeddingsService, ready: ReadyCheck,
               api_key: str | None = None) -> FastAPI:
-    """The OpenAI-compatible API: ``/v1/embeddings``, ``/v1/models``, ``/health``, ``/``.
+    """The API: ``/v1/embeddings``, ``/v1/models``, ``/tokenize``, ``/health``, ``/``.
 
     With ``api_key`` every route but ``/health`` needs ``Authorization: Bearer <key>``.
     """
@@ -56,6 +63,14 @@ def build_app(service: EmbeddingsService, ready: ReadyCheck,
     )
     app.add_api_route("/embeddings", embeddings, methods=["POST"], include_in_schema=False)
 
+    async def tokenize(request: Request) -> Response:
+        _check_content_type(request.headers.get("content-type"))
+        parsed = parse_request(TokenizeRequest, await _read_body(request, max_body))
+        return Response(render_json(await service.tokenize(parsed)), media_type=_JSON)
+
+    app.add_api_route("/tokenize", tokenize, methods=["POST"],
+                      openapi_extra=_schema_ref("TokenizeRequest"))
+
     @app.get("/v1/models")
     async def models() -> dict:
         return service.models()
@@ -71,7 +86,7 @@ def build_app(service: EmbeddingsService, ready: ReadyCheck,
     @app.get("/")
     async def index() -> dict:
         return {"service": "embeddings", "model": service.settings.served_model_name,
-                "endpoints": ["/v1/embeddings", "/v1/models", "/health"]}
+                "endpoints": ["/v1/embeddings", "/v1/models", "/tokenize", "/health"]}
 
     _install_error_handlers(app)
     _add_request_schema(app)
@@ -156,10 +171,11 @@ def _add_request_schema(app: FastAPI) -> None:
         if app.openapi_schema:
             return app.openapi_schema
         schema = build()
-        request = EmbeddingRequest.model_json_schema(ref_template="#/components/schemas/{model}")
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components.update(request.pop("$defs", {}))
-        components["EmbeddingRequest"] = request
+        for model in (EmbeddingRequest, TokenizeRequest):
+            request = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(request.pop("$defs", {}))
+            components[model.__name__] = request
         return schema
 
     app.openapi = openapi

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -12,7 +13,7 @@ from encoder.batching import TokenBatch, pad, plan_runs
 from encoder.errors import EncoderFailure
 from encoder.model_card import ModelCard
 from encoder.model_files import resolve_model
-from encoder.pooling import POOLERS
+from encoder.pooling import POOLERS, span_means
 from encoder.quantize import quantized_model
 from encoder.runtime import OnnxModel
 from encoder.settings import ServiceSettings
@@ -64,28 +65,45 @@ class EmbeddingPipeline:
 
     def embed(self, batches: Sequence[TokenBatch]) -> list[np.ndarray | EncoderFailure]:
         """Pooled vectors for each batch, in input order; a failed run fails only its batches."""
-        results = [np.empty((len(b), self.width), dtype=np.float32) for b in batches]
+        results = [np.empty((b.outputs, self.width), dtype=np.float32) for b in batches]
         failures: dict[int, EncoderFailure] = {}
-        by_task: dict[int | None, list[tuple[int, int, np.ndarray]]] = defaultdict(list)
+        by_task: dict[int | None, list[_Item]] = defaultdict(list)
         for b, batch in enumerate(batches):
+            row = 0
             for k, sequence in enumerate(batch.sequences()):
-                by_task[batch.task_id].append((b, k, sequence))
-        for task_id, entries in by_task.items():
-            lengths = np.fromiter((len(e[2]) for e in entries), dtype=np.int64)
+                spans = None if batch.spans is None else batch.spans[k]
+                by_task[batch.task_id].append(_Item(b, row, sequence, spans))
+                row += 1 if spans is None else len(spans)
+        for task_id, items in by_task.items():
+            lengths = np.fromiter((len(i.sequence) for i in items), dtype=np.int64)
             for run in plan_runs(lengths, self.max_batch_tokens):
-                members = [entries[i] for i in run]
+                members = [items[i] for i in run]
                 try:
-                    vectors = self._run([m[2] for m in members], task_id)
+                    pooled = self._run(members, task_id)
                 except Exception as exc:  # one bad run must not fail the other batches
                     logger.exception("ONNX run failed")
-                    for b, _, _ in members:
-                        failures[b] = EncoderFailure(f"encoder run failed: {exc}")
+                    for member in members:
+                        failures[member.batch] = EncoderFailure(f"encoder run failed: {exc}")
                     continue
-                for row, (b, k, _) in enumerate(members):
-                    results[b][k] = vectors[row]
+                for member, vectors in zip(members, pooled, strict=True):
+                    results[member.batch][member.row : member.row + len(vectors)] = vectors
         return [failures.get(b, result) for b, result in enumerate(results)]
 
-    def _run(self, sequences: list[np.ndarray], task_id: int | None) -> np.ndarray:
-        ids, mask = pad(sequences, self.card.pad_token_id)
+    def _run(self, items: list[_Item], task_id: int | None) -> list[np.ndarray]:
+        ids, mask = pad([i.sequence for i in items], self.card.pad_token_id)
         states = self.model.token_states(ids, mask, task_id)
-        return self._pool(states, mask)
+        pooled = self._pool(states, mask)
+        return [
+            pooled[row : row + 1] if item.spans is None else span_means(states[row], item.spans)
+            for row, item in enumerate(items)
+        ]
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One sequence on its way through a run, and where its vectors go."""
+
+    batch: int
+    row: int
+    sequence: np.ndarray
+    spans: np.ndarray | None

@@ -19,6 +19,13 @@ def cls_pool(states: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(states[:, 0, :], dtype=np.float32)
 
 
+def span_means(states: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """Mean of ``[seq, width]`` states over each ``[start, end)`` token span (late chunking)."""
+    return np.stack([states[start:end].mean(axis=0) for start, end in spans]).astype(
+        np.float32, copy=False
+    )
+
+
 POOLERS = {"mean": mean_pool, "cls": cls_pool}
 
 

@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from encoder.admission import AdmissionControl
-from encoder.api import EmbeddingRequest
+from encoder.api import EmbeddingRequest, TokenizeRequest
 from encoder.batching import TokenBatch, split_by_tokens
 from encoder.errors import APIError, invalid, raise_failures
+from encoder.late_chunking import combine_pieces, plan_late_chunks
 from encoder.model_card import ModelCard
 from encoder.output import embedding_items
 from encoder.pipeline import EmbeddingPipeline
@@ -55,16 +56,26 @@ class EmbeddingsService:
     async def create_embeddings(self, request: EmbeddingRequest) -> dict[str, Any]:
         """Answer one embeddings request with the OpenAI response body."""
         task, task_id = self._task(request.task)
+        values, wire = request.output_format()
         self._check_dimensions(request.dimensions, self.card.hidden_size)
+        if request.late_chunking:
+            vectors, tokens = await self._late_chunk_vectors(request, task, task_id)
+        else:
+            vectors, tokens = await self._vectors(request, task, task_id)
+        self._check_dimensions(request.dimensions, vectors.shape[1])
+        vectors = finish(vectors, request.dimensions, request.normalized)
+        return {
+            "object": "list",
+            "data": embedding_items(vectors, wire, values),
+            "model": self.settings.served_model_name,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    async def _vectors(
+        self, request: EmbeddingRequest, task: str | None, task_id: int | None
+    ) -> tuple[np.ndarray, int]:
         sequences = await self._token_sequences(request, task)
-        tokens = sum(len(s) for s in sequences)
-        if tokens > self.settings.max_request_tokens:
-            raise invalid(
-                f"request has {tokens} tokens, more than the limit of "
-                f"{self.settings.max_request_tokens} per request; split it",
-                param="input",
-                code="request_too_large",
-            )
+        tokens = self._check_request_tokens(sum(len(s) for s in sequences))
         budget = self.settings.max_batch_tokens
         batches = [
             TokenBatch.from_lists(task_id, sequences[r.start : r.stop], budget)
@@ -72,15 +83,40 @@ class EmbeddingsService:
         ]
         with self.admission.admit(tokens):
             parts = await self._embed_in_time(batches)
-        vectors = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        self._check_dimensions(request.dimensions, vectors.shape[1])
-        vectors = finish(vectors, request.dimensions, request.normalized)
-        return {
-            "object": "list",
-            "data": embedding_items(vectors, request.encoding_format),
-            "model": self.settings.served_model_name,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
+        return (parts[0] if len(parts) == 1 else np.concatenate(parts)), tokens
+
+    async def _late_chunk_vectors(
+        self, request: EmbeddingRequest, task: str | None, task_id: int | None
+    ) -> tuple[np.ndarray, int]:
+        chunks = self._inputs(request)
+        if not isinstance(chunks[0], str):
+            raise invalid("late chunking needs text chunks, not token ids",
+                          param="late_chunking")
+        self._check_texts(chunks)
+        window = self._token_limit(request)
+        plan_args = (self.tokenizer, chunks, self.card.instruction(task), window,
+                     self.settings.late_chunking_overlap)
+        if sum(len(c) for c in chunks) <= _INLINE_TOKENIZE_CHARS:
+            plan = plan_late_chunks(*plan_args)
+        else:
+            plan = await asyncio.to_thread(plan_late_chunks, *plan_args)
+        tokens = self._check_request_tokens(sum(len(w) for w in plan.windows))
+        budget = self.settings.max_batch_tokens
+        batches = [TokenBatch.from_lists(task_id, [w], budget, spans=[s])
+                   for w, s in zip(plan.windows, plan.spans, strict=True)]
+        with self.admission.admit(tokens):
+            parts = await self._embed_in_time(batches)
+        return combine_pieces(plan, np.concatenate(parts)), plan.tokens
+
+    def _check_request_tokens(self, tokens: int) -> int:
+        if tokens > self.settings.max_request_tokens:
+            raise invalid(
+                f"request has {tokens} tokens, more than the limit of "
+                f"{self.settings.max_request_tokens} per request; split it",
+                param="input",
+                code="request_too_large",
+            )
+        return tokens
 
     async def _embed_in_time(self, batches: list[TokenBatch]) -> list[np.ndarray]:
         try:
@@ -128,7 +164,7 @@ class EmbeddingsService:
                 param="dimensions",
             )
 
-    async def _token_sequences(self, request: EmbeddingRequest, task: str | None) -> list:
+    def _inputs(self, request: EmbeddingRequest) -> list:
         inputs = request.input
         if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)):
             inputs = [inputs]
@@ -140,12 +176,19 @@ class EmbeddingsService:
                 f"{self.settings.max_inputs}",
                 param="input",
             )
-        limit = self.max_tokens
-        if request.max_length is not None:
-            floor = self.tokenizer.special_tokens + 1
-            if request.max_length < floor:
-                raise invalid(f"'max_length' must be at least {floor}", param="max_length")
-            limit = min(limit, request.max_length)
+        return inputs
+
+    def _token_limit(self, request: EmbeddingRequest) -> int:
+        if request.max_length is None:
+            return self.max_tokens
+        floor = self.tokenizer.special_tokens + 1
+        if request.max_length < floor:
+            raise invalid(f"'max_length' must be at least {floor}", param="max_length")
+        return min(self.max_tokens, request.max_length)
+
+    async def _token_sequences(self, request: EmbeddingRequest, task: str | None) -> list:
+        inputs = self._inputs(request)
+        limit = self._token_limit(request)
         truncate = request.truncate if request.truncate is not None else (
             request.max_length is not None
         )
@@ -153,17 +196,36 @@ class EmbeddingsService:
             return self.tokenizer.check_ids(inputs, limit, truncate)
         return await self._tokenize(inputs, self.card.instruction(task), limit, truncate)
 
-    async def _tokenize(
-        self, texts: Sequence[str], prefix: str, limit: int, truncate: bool
-    ) -> list[list[int]]:
+    @staticmethod
+    def _check_texts(texts: Sequence[str]) -> None:
         for index, text in enumerate(texts):
             if not text:
                 raise invalid(f"input[{index}] is an empty string", param="input")
+
+    async def _tokenize(
+        self, texts: Sequence[str], prefix: str, limit: int, truncate: bool
+    ) -> list[list[int]]:
+        self._check_texts(texts)
         if prefix:
             texts = [prefix + text for text in texts]
         if sum(len(t) for t in texts) <= _INLINE_TOKENIZE_CHARS:
             return self.tokenizer.encode(texts, limit, truncate)
         return await asyncio.to_thread(self.tokenizer.encode, texts, limit, truncate)
+
+    async def tokenize(self, request: TokenizeRequest) -> list[list[dict]]:
+        """``POST /tokenize``: each input's tokens, with the task's instruction if asked."""
+        texts = [request.inputs] if isinstance(request.inputs, str) else request.inputs
+        if not texts:
+            raise invalid("'inputs' must not be empty", param="inputs")
+        if len(texts) > self.settings.max_inputs:
+            raise invalid(f"'inputs' has {len(texts)} items, more than the limit of "
+                          f"{self.settings.max_inputs}", param="inputs")
+        task, _ = self._task(request.task) if request.task is not None else (None, None)
+        prefix = self.card.instruction(task) if task else ""
+        args = (texts, request.add_special_tokens, prefix)
+        if sum(len(t) for t in texts) <= _INLINE_TOKENIZE_CHARS:
+            return self.tokenizer.tokens(*args)
+        return await asyncio.to_thread(self.tokenizer.tokens, *args)
 
 
 def local_embedder(pipeline: EmbeddingPipeline) -> Embedder:

@@ -40,6 +40,13 @@ class ServiceSettings(BaseModel):
         the Ingress's ``max_ongoing_requests`` above it so Ray's own queue stays empty.
       request_timeout_s: time an admitted request may wait for the encoders before a 504.
 
+    Late chunking
+      late_chunking_overlap: tokens shared by consecutive windows when a late-chunked
+        document is longer than the model's limit. Each token takes its state from the
+        window where it sits farthest from an edge, so it keeps at least half this many
+        tokens of context on each side; the cost is this many extra tokens per window
+        (512 of 8192: 7%).
+
     Security
       api_key_file: file holding the API key; the environment variable
         ``EMBEDDINGS_API_KEY`` takes precedence. With neither, the service is open.
@@ -74,6 +81,8 @@ class ServiceSettings(BaseModel):
     max_inflight_tokens: int = Field(default=65_536, ge=1)
     max_inflight_requests: int = Field(default=192, ge=1)
     request_timeout_s: float = Field(default=120.0, gt=0)
+
+    late_chunking_overlap: int = Field(default=512, ge=0)
 
     api_key_file: str | None = None
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from encoder.errors import invalid
 
 
@@ -32,6 +34,7 @@ class TextTokenizer:
         self._backend = backend
         self.vocab_size: int = backend.get_vocab_size(with_added_tokens=True)
         self.special_tokens: int = backend.num_special_tokens_to_add(False)
+        self.lead_ids, self.tail_ids = _special_ids_around(backend)
 
     def encode(self, texts: Sequence[str], limit: int, truncate: bool) -> list[list[int]]:
         """Token ids (special tokens included) of each text, at most ``limit`` long.
@@ -82,10 +85,57 @@ class TextTokenizer:
             out.append(list(ids))
         return out
 
-    def tokenize(self, text: str) -> tuple[list[int], list[str]]:
-        """Ids and token strings of one text, special tokens included."""
-        encoding = self._backend.encode(text)
-        return encoding.ids, encoding.tokens
+    def content_with_offsets(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """Ids (no special tokens) of ``text`` and each token's ``[start, end)`` characters.
+
+        Used by late chunking, which maps tokens to chunks by where their characters fall.
+        """
+        try:
+            encoding = self._backend.encode(text, add_special_tokens=False)
+        except (TypeError, ValueError, UnicodeError) as exc:
+            raise _unencodable([text]) from exc
+        ids = np.asarray(encoding.ids, dtype=np.int64)
+        offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+        return ids, offsets
+
+    def tokens(
+        self, texts: Sequence[str], add_special_tokens: bool, prefix: str = ""
+    ) -> list[list[dict]]:
+        """Each text's tokens as TEI's ``/tokenize`` reports them: id, text, special, offsets.
+
+        ``start``/``stop`` are character offsets into the client's text; tokens that come
+        from no character of it (special tokens, the ``prefix`` instruction) have none.
+        """
+        try:
+            encodings = self._backend.encode_batch(
+                [prefix + text for text in texts], add_special_tokens=add_special_tokens
+            )
+        except (TypeError, ValueError, UnicodeError) as exc:
+            raise _unencodable(texts) from exc
+        shift = len(prefix)
+        out = []
+        for encoding in encodings:
+            rows = []
+            for token_id, token, special, (start, stop) in zip(
+                encoding.ids, encoding.tokens, encoding.special_tokens_mask, encoding.offsets,
+                strict=True,
+            ):
+                own = not special and stop > shift
+                rows.append({"id": token_id, "text": token, "special": bool(special),
+                             "start": max(start - shift, 0) if own else None,
+                             "stop": stop - shift if own else None})
+            out.append(rows)
+        return out
+
+
+def _special_ids_around(backend) -> tuple[list[int], list[int]]:
+    """The special ids the tokenizer puts before and after one text (``<s>``, ``</s>``)."""
+    bare = backend.encode("a", add_special_tokens=False).ids
+    full = backend.encode("a").ids
+    for start in range(len(full) - len(bare) + 1):
+        if full[start : start + len(bare)] == bare:
+            return full[:start], full[start + len(bare) :]
+    return [], []
 
 
 def too_long(index: int, tokens: int, limit: int):

@@ -36,6 +36,10 @@ class ReferenceEncoder:
 
     def embed_ids(self, ids: list[int], task: str | None = None) -> np.ndarray:
         """Raw mean-pooled vector of one id sequence (no normalisation)."""
+        return self.token_states(ids, task).mean(axis=0)
+
+    def token_states(self, ids: list[int], task: str | None = None) -> np.ndarray:
+        """``[seq, width]`` float64 token states of one id sequence."""
         feed = {
             "input_ids": np.array([ids], dtype=np.int64),
             "attention_mask": np.ones((1, len(ids)), dtype=np.int64),
@@ -45,13 +49,46 @@ class ReferenceEncoder:
         if "task_id" in self.input_names:
             tasks = self.config["lora_adaptations"]
             feed["task_id"] = np.array(tasks.index(task or "text-matching"), dtype=np.int64)
-        states = self.session.run([self.output], feed)[0][0]
-        return states.astype(np.float64).mean(axis=0)
+        return self.session.run([self.output], feed)[0][0].astype(np.float64)
 
     def embed(self, text: str, task: str | None = None, dimensions: int | None = None,
               normalized: bool = True) -> np.ndarray:
         return finish_reference(self.embed_ids(self.ids(text, task), task), dimensions,
                                 normalized)
+
+
+def late_chunk_reference(ref: ReferenceEncoder, chunks: list[str], task: str | None = None,
+                         window: int = 8192, overlap: int = 0) -> list[np.ndarray]:
+    """Late chunking done the slow, literal way: states per window, then per chunk means.
+
+    A token belongs to a chunk when its characters overlap the chunk's; in overlapping
+    windows a token takes the window where it has the most context (ties: the later one).
+    """
+    prefix = (ref.config.get("task_instructions") or {}).get(task, "") if task else ""
+    document = prefix + " ".join(chunks)
+    content = ref.tokenizer.encode(document, add_special_tokens=False)
+    full = ref.tokenizer.encode(document).ids
+    lead, tail = full[:1], full[-1:]
+    n, capacity = len(content.ids), window - 2
+    starts = [0]
+    while starts[-1] + capacity < n:
+        starts.append(starts[-1] + capacity - overlap)
+    best = [(-1, None)] * n
+    for start in starts:
+        stop = min(start + capacity, n)
+        states = ref.token_states(lead + content.ids[start:stop] + tail, task)[1:-1]
+        for j in range(start, stop):
+            left = j - start if start > 0 else n
+            right = stop - 1 - j if stop < n else n
+            if min(left, right) >= best[j][0]:
+                best[j] = (min(left, right), states[j - start])
+    vectors, cursor = [], len(prefix)
+    for chunk in chunks:
+        end = cursor + len(chunk)
+        mine = [best[j][1] for j, (s, e) in enumerate(content.offsets) if s < end and e > cursor]
+        vectors.append(np.mean(mine, axis=0))
+        cursor = end + 1
+    return vectors
 
 
 def finish_reference(vector: np.ndarray, dimensions: int | None, normalized: bool) -> np.ndarray:

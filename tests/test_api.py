@@ -10,7 +10,8 @@ _CHECKED_LATER = {
     "input-nested-empty", "too-many-inputs", "token-id-negative", "token-id-out-of-vocab",
     "token-id-huge", "too-long", "too-long-ids", "unknown-task", "dimensions-over-width",
     "max-length-below-specials", "lone-surrogate", "lone-surrogate-in-list", "dimensions-huge",
-    "task-empty",
+    "task-empty", "late-chunking-ids", "late-chunking-empty-chunk",
+    "late-chunking-over-request-cap",
 }
 _SCHEMA_CASES = [c for c in BAD_REQUESTS if c.name not in _CHECKED_LATER and c.status == 400]
 

@@ -213,3 +213,65 @@ def test_overload_is_429_while_admitted_work_runs(jina_dir):
     assert first.status_code == 200
     assert_envelope(second, 429, None)
     assert second.headers["retry-after"].isdigit()
+
+
+def test_binary_embedding_types_follow_dimensions(client, jina_reference):
+    text = "binary vectors for a first-pass search"
+    want = jina_reference.embed(text, "text-matching", dimensions=32)
+    bits = np.packbits(want > 0)
+    for kind, expected in (("ubinary", bits), ("binary", bits.astype(np.int16) - 128)):
+        response = client.post("/v1/embeddings", json={
+            "input": [text], "embedding_type": kind, "dimensions": 32})
+        assert response.status_code == 200, response.text
+        assert response.json()["data"][0]["embedding"] == expected.tolist()
+    for kind, fmt in (("float", None), ("float", "base64"), ("base64", None),
+                      ("base64", "base64")):
+        body = {"input": text, "embedding_type": kind, "dimensions": 32}
+        if fmt:
+            body["encoding_format"] = fmt
+        data = client.post("/v1/embeddings", json=body).json()["data"][0]["embedding"]
+        assert isinstance(data, list) == ((kind, fmt) == ("float", None))
+        if isinstance(data, str):
+            data = np.frombuffer(base64.b64decode(data), dtype="<f4")
+        assert cosine(data, want) >= 0.99999
+
+
+@pytest.mark.parametrize("kind,fmt", [("binary", "base64"), ("ubinary", "base64"),
+                                      ("base64", "float")])
+def test_conflicting_output_formats_are_400(client, kind, fmt):
+    response = client.post("/v1/embeddings", json={
+        "input": "a", "embedding_type": kind, "encoding_format": fmt})
+    assert_envelope(response, 400, "encoding_format")
+    assert "embedding_type" in response.json()["error"]["message"]
+
+
+def test_tokenize_reports_ids_tokens_and_offsets(client, jina_dir):
+    text = "Hello 世界, tokens!"
+    response = client.post("/tokenize", json={"inputs": [text, "a"]})
+    assert response.status_code == 200, response.text
+    first, second = response.json()
+    tokenizer = TextTokenizer(jina_dir)
+    assert [t["id"] for t in first] == tokenizer.encode([text], 8192, False)[0]
+    assert first[0]["special"] and first[0]["start"] is None and first[-1]["special"]
+    for token in first[1:-1]:
+        assert not token["special"]
+        piece = text[token["start"] : token["stop"]]
+        assert piece and piece.strip() in token["text"].replace("▁", " ")
+    assert len(second) == 3
+
+    bare = client.post("/tokenize", json={"inputs": text, "add_special_tokens": False}).json()
+    assert [t["id"] for t in bare[0]] == [t["id"] for t in first[1:-1]]
+    # With a task, the instruction's tokens are counted but point at no character.
+    query = client.post("/tokenize", json={"inputs": text, "task": "retrieval.query"}).json()[0]
+    embedded = client.post("/v1/embeddings", json={"input": text, "task": "retrieval.query"})
+    assert len(query) == embedded.json()["usage"]["prompt_tokens"]
+    assert [(t["start"], t["stop"]) for t in query if t["start"] is not None] == [
+        (t["start"], t["stop"]) for t in first[1:-1]]
+
+
+@pytest.mark.parametrize("body,param", [({}, "inputs"), ({"inputs": []}, "inputs"),
+                                        ({"inputs": 5}, "inputs"),
+                                        ({"inputs": "a", "task": "nope"}, "task"),
+                                        ({"inputs": "a", "extra": 1}, "extra")])
+def test_tokenize_bad_requests(client, body, param):
+    assert_envelope(client.post("/tokenize", json=body), 400, param)
