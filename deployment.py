@@ -6,8 +6,9 @@ annotations`` here: Ray reads the builder's ``args`` type at run time to validat
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, Union
+from typing import Dict, List, Union
 
 import numpy as np
 import ray
@@ -22,6 +23,7 @@ from encoder.batching import TokenBatch
 from encoder.coalesce import Coalescer
 from encoder.errors import APIError, EncoderFailure, raise_failures
 from encoder.http_app import build_app
+from encoder.metrics import EncoderMetrics
 from encoder.model_card import ModelCard
 from encoder.model_files import resolve_model
 from encoder.pipeline import EmbeddingPipeline
@@ -58,6 +60,10 @@ class Encoder:
 
     def __init__(self, settings: ServiceSettings) -> None:
         self.pipeline = EmbeddingPipeline.load(settings, _replica_threads(settings))
+        self._metrics = EncoderMetrics()
+        self.pipeline.on_run = self._metrics.run
+        # Arrival time of each token batch in this replica, for the queue-wait metric.
+        self._arrivals: Dict[int, float] = {}
         # ORT runs on one dedicated thread so the event loop keeps queueing the next batch.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx")
         # One ONNX run at a time, each taking everything queued meanwhile (up to the budget).
@@ -66,6 +72,9 @@ class Encoder:
         self.embed.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
 
     async def _run(self, batches: List[TokenBatch]) -> List[Result]:
+        now = time.perf_counter()
+        for batch in batches:
+            self._metrics.waited(now - self._arrivals.pop(id(batch), now))
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.pipeline.embed, batches)
 
@@ -78,7 +87,13 @@ class Encoder:
         A group is what one handle call carries: token batches of one or more requests.
         """
         flat = [batch for group in groups for batch in group]
-        results = await self._runs.submit(flat)
+        now = time.perf_counter()
+        self._arrivals.update((id(batch), now) for batch in flat)
+        try:
+            results = await self._runs.submit(flat)
+        finally:
+            for batch in flat:  # a failed run never reached _run
+                self._arrivals.pop(id(batch), None)
         out, start = [], 0
         for group in groups:
             out.append(results[start : start + len(group)])

@@ -18,6 +18,7 @@ from encoder.api import (
 )
 from encoder.auth import check_bearer
 from encoder.errors import APIError, EncoderFailure, error_envelope, type_for_status
+from encoder.metrics import IngressMetrics
 from encoder.output import render_json
 from encoder.service import EmbeddingsService
 
@@ -88,7 +89,7 @@ def build_app(service: EmbeddingsService, ready: ReadyCheck,
         return {"service": "embeddings", "model": service.settings.served_model_name,
                 "endpoints": ["/v1/embeddings", "/v1/models", "/tokenize", "/health"]}
 
-    _install_error_handlers(app)
+    _install_error_handlers(app, service.metrics)
     _add_request_schema(app)
     return app
 
@@ -137,18 +138,21 @@ def _error_response(exc: APIError) -> JSONResponse:
     return JSONResponse(exc.envelope(), status_code=exc.status, headers=exc.headers)
 
 
-def _install_error_handlers(app: FastAPI) -> None:
+def _install_error_handlers(app: FastAPI, metrics: IngressMetrics) -> None:
     @app.exception_handler(APIError)
     async def api_error(_: Request, exc: APIError) -> JSONResponse:
+        metrics.failed(exc.status, exc.code)
         return _error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        metrics.failed(exc.status_code, None)
         body = error_envelope(str(exc.detail), type_for_status(exc.status_code))
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        metrics.failed(400, None)
         first = exc.errors()[0] if exc.errors() else {}
         loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
         param = loc[0] if loc else None
@@ -158,6 +162,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error")
+        metrics.failed(500, "internal_error")
         body = error_envelope("internal server error", "server_error")
         return JSONResponse(body, status_code=500)
 

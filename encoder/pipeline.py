@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,8 @@ class EmbeddingPipeline:
         self.model = model
         self.card = card
         self.max_batch_tokens = max_batch_tokens
+        # Told (sequences, padded tokens, seconds) of every ONNX run: the replica's metrics.
+        self.on_run: Callable[[int, int, float], None] | None = None
         self._pool = POOLERS[card.pooling]
         self.width = self._warm_up()
         if card.hidden_size is not None and card.hidden_size != self.width:
@@ -91,7 +94,10 @@ class EmbeddingPipeline:
 
     def _run(self, items: list[_Item], task_id: int | None) -> list[np.ndarray]:
         ids, mask = pad([i.sequence for i in items], self.card.pad_token_id)
+        started = time.perf_counter()
         states = self.model.token_states(ids, mask, task_id)
+        if self.on_run is not None:
+            self.on_run(len(items), ids.size, time.perf_counter() - started)
         pooled = self._pool(states, mask)
         return [
             pooled[row : row + 1] if item.spans is None else span_means(states[row], item.spans)

@@ -17,6 +17,7 @@ from encoder.api import EmbeddingRequest, TokenizeRequest
 from encoder.batching import TokenBatch, split_by_tokens
 from encoder.errors import APIError, invalid, raise_failures
 from encoder.late_chunking import combine_pieces, plan_late_chunks
+from encoder.metrics import IngressMetrics
 from encoder.model_card import ModelCard
 from encoder.output import embedding_items
 from encoder.pipeline import EmbeddingPipeline
@@ -39,6 +40,7 @@ class EmbeddingsService:
         card: ModelCard,
         tokenizer: TextTokenizer,
         embed: Embedder,
+        metrics: IngressMetrics | None = None,
     ) -> None:
         if card.tasks and settings.default_task not in card.tasks:
             raise ValueError(
@@ -49,6 +51,7 @@ class EmbeddingsService:
         self.card = card
         self.tokenizer = tokenizer
         self._embed = embed
+        self.metrics = metrics or IngressMetrics()
         self.max_tokens = min(card.max_tokens, settings.max_tokens or card.max_tokens)
         self.admission = AdmissionControl(settings.max_inflight_tokens,
                                           settings.max_inflight_requests)
@@ -64,6 +67,7 @@ class EmbeddingsService:
             vectors, tokens = await self._vectors(request, task, task_id)
         self._check_dimensions(request.dimensions, vectors.shape[1])
         vectors = finish(vectors, request.dimensions, request.normalized)
+        self.metrics.embedded(task, len(vectors), tokens)
         return {
             "object": "list",
             "data": embedding_items(vectors, wire, values),

@@ -90,3 +90,24 @@ def test_health_check_catches_a_broken_session(jina_dir, minilm_dir):
     pipeline.model.session = make_pipeline(minilm_dir).model.session
     with pytest.raises(Exception, match=r"task_id|token_type_ids|input"):
         pipeline.check()
+
+
+def test_every_onnx_run_is_reported(jina_dir):
+    pipeline = make_pipeline(jina_dir, budget=40)
+    runs = []
+    pipeline.on_run = lambda sequences, tokens, seconds: runs.append((sequences, tokens, seconds))
+    lengths = [3, 5, 9, 20]
+    batch = TokenBatch.from_lists(0, [[0] + [100] * (n - 2) + [2] for n in lengths], 40)
+    pipeline.embed([batch])
+    # Budget 40, longest first: 20 and 9 share a run (2 x 20 padded), then 5 and 3.
+    assert sum(r[0] for r in runs) == len(lengths)
+    assert all(tokens <= 40 and seconds > 0 for _, tokens, seconds in runs)
+    assert runs[0][1] == 40  # 20 and 9, padded to 20
+
+
+def test_metrics_are_silent_outside_ray():
+    from encoder.metrics import EncoderMetrics, IngressMetrics
+
+    IngressMetrics().embedded("text-matching", 3, 30)
+    IngressMetrics().failed(400, None)
+    EncoderMetrics().run(2, 64, 0.01)
