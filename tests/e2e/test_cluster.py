@@ -1,0 +1,137 @@
+"""A 2-node Ray cluster on this machine (tools/local_cluster.py), the service deployed with
+``serve deploy``: load scales the encoders from 1 to 2 replicas, one per node, both serving,
+and idleness scales them back to 1.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tools.local_cluster import ClusterPorts, LocalCluster, cluster_config
+from tools.serve_process import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+# Fast enough to watch in a test; the shipped defaults react in ~30 s instead.
+SCALING = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 2,
+           "upscale_delay_s": 2, "downscale_delay_s": 6, "metrics_interval_s": 0.5,
+           "look_back_period_s": 2}
+TEXT = "a passage long enough to keep the encoders busy for a little while " * 6
+
+
+def _token() -> str:
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH", str(Path.home() / ".ray/auth_token"))
+    return Path(path).read_text().strip()
+
+
+class Cluster:
+    def __init__(self, local: LocalCluster) -> None:
+        self.local = local
+        self.url = f"http://127.0.0.1:{local.ports.http}"
+
+    def replicas(self) -> list[tuple[str, str]]:
+        """(node id, state) of each Encoder replica, from the dashboard's Serve API."""
+        response = httpx.get(f"{self.local.dashboard_url}/api/serve/applications/",
+                             headers={"Authorization": f"Bearer {_token()}"}, timeout=10)
+        app = response.json()["applications"].get("embeddings") or {}
+        encoder = app.get("deployments", {}).get("Encoder", {})
+        return [(r.get("node_id") or "", r["state"]) for r in encoder.get("replicas", [])]
+
+    def running(self) -> list[str]:
+        return [node for node, state in self.replicas() if state == "RUNNING"]
+
+    def runs_per_replica(self) -> Counter:
+        """ONNX runs per Encoder replica, summed over both nodes' metrics agents."""
+        runs: Counter = Counter()
+        for port in self.local.ports.metrics:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            except httpx.HTTPError:
+                continue
+            for line in text.splitlines():
+                if line.startswith("ray_embeddings_batch_size_count{"):
+                    replica = line.split('replica="', 1)[1].split('"', 1)[0]
+                    runs[replica] += float(line.rsplit(" ", 1)[1])
+        return runs
+
+
+def _wait(condition, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def cluster(jina_dir):
+    ports = ClusterPorts(gcs=free_port(), dashboard=free_port(), http=free_port(),
+                         metrics=(free_port(), free_port()), agent=(free_port(), free_port()))
+    # Short: Ray's unix sockets live under the temp dir, and their paths are capped at 107.
+    temp_root = Path(tempfile.mkdtemp(prefix="raycl-"))
+    local = LocalCluster(ports=ports, temp_root=temp_root,
+                         extra_env={"RAY_metrics_report_interval_ms": "1000",
+                                    "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+                                    "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port())})
+    try:
+        local.up()
+        local.deploy(cluster_config(str(jina_dir), encoder_cpus=0.6, http_port=ports.http,
+                                    deployments={"Encoder": {"autoscaling_config": SCALING}}))
+        running = Cluster(local)
+        _wait(lambda: _healthy(running.url), 180, "the service to answer /health")
+        yield running
+    finally:
+        local.down()
+        shutil.rmtree(temp_root, ignore_errors=True)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_two_nodes_and_one_encoder_at_rest(cluster):
+    assert len(cluster.running()) == 1
+    response = httpx.post(f"{cluster.url}/v1/embeddings", json={"input": "hello cluster"})
+    assert response.status_code == 200
+
+
+def test_load_scales_encoders_onto_both_nodes_and_idleness_back(cluster):
+    stop, results = threading.Event(), Counter()
+
+    def client() -> None:
+        with httpx.Client(timeout=60) as http:
+            while not stop.is_set():
+                response = http.post(f"{cluster.url}/v1/embeddings", json={"input": [TEXT] * 4})
+                results[response.status_code] += 1
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    try:
+        nodes = _wait(lambda: len(set(cluster.running())) == 2 and cluster.running(), 90,
+                      "a second Encoder replica on the second node")
+        assert len(set(nodes)) == 2  # one replica per node: 0.6 CPU each on 1-CPU nodes
+        before = cluster.runs_per_replica()
+        # Both replicas serve: each one's ONNX-run count keeps rising under load.
+        _wait(lambda: sum(1 for r, n in cluster.runs_per_replica().items()
+                          if n > before.get(r, 0)) == 2, 60, "both replicas to run batches")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert set(results) == {200}, results
+    _wait(lambda: len(cluster.replicas()) == 1, 90, "the encoders to scale back to 1")
