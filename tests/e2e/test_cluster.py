@@ -23,8 +23,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 # Fast enough to watch in a test; the shipped defaults react in ~30 s instead.
 SCALING = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 2,
-           "upscale_delay_s": 2, "downscale_delay_s": 6, "metrics_interval_s": 0.5,
-           "look_back_period_s": 2}
+           "upscale_delay_s": 2, "downscale_delay_s": 6, "look_back_period_s": 2}
+# How often handles and replicas report load to the autoscaler (metrics_interval_s's successor).
+PUSH_INTERVALS = {"RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
+                  "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5"}
 TEXT = "a passage long enough to keep the encoders busy for a little while " * 6
 
 
@@ -81,7 +83,7 @@ def cluster(jina_dir):
     # Short: Ray's unix sockets live under the temp dir, and their paths are capped at 107.
     temp_root = Path(tempfile.mkdtemp(prefix="raycl-"))
     local = LocalCluster(ports=ports, temp_root=temp_root,
-                         extra_env={"RAY_metrics_report_interval_ms": "1000",
+                         extra_env={"RAY_metrics_report_interval_ms": "1000", **PUSH_INTERVALS,
                                     "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
                                     "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port())})
     try:
