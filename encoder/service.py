@@ -98,6 +98,10 @@ class EmbeddingsService:
                           param="late_chunking")
         self._check_texts(chunks)
         window = self._token_limit(request)
+        if sum(len(c) + 1 for c in chunks) > self.settings.max_request_tokens:
+            # Tokenizing a huge document only to refuse it would hold a core for seconds.
+            floor = await asyncio.to_thread(self.tokenizer.min_tokens, " ".join(chunks))
+            self._check_request_tokens(floor, at_least=True)
         plan_args = (self.tokenizer, chunks, self.card.instruction(task), window,
                      self.settings.late_chunking_overlap)
         if sum(len(c) for c in chunks) <= _INLINE_TOKENIZE_CHARS:
@@ -112,11 +116,11 @@ class EmbeddingsService:
             parts = await self._embed_in_time(batches)
         return combine_pieces(plan, np.concatenate(parts)), plan.tokens
 
-    def _check_request_tokens(self, tokens: int) -> int:
+    def _check_request_tokens(self, tokens: int, at_least: bool = False) -> int:
         if tokens > self.settings.max_request_tokens:
             raise invalid(
-                f"request has {tokens} tokens, more than the limit of "
-                f"{self.settings.max_request_tokens} per request; split it",
+                f"request has {'at least ' if at_least else ''}{tokens} tokens, more than the "
+                f"limit of {self.settings.max_request_tokens} per request; split it",
                 param="input",
                 code="request_too_large",
             )

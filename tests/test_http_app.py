@@ -142,6 +142,16 @@ def test_request_token_cap(jina_dir):
     capped = make_client(jina_dir, max_request_tokens=10)
     assert_envelope(capped.post("/v1/embeddings", json={"input": ["one two three"] * 3}),
                     400, "input")
+    # Late chunking refuses on the cheap word count before tokenizing the document...
+    words = capped.post("/v1/embeddings", json={"input": ["one two three four"] * 3,
+                                                "late_chunking": True})
+    assert_envelope(words, 400, "input")
+    assert "at least 12 tokens" in words.json()["error"]["message"]
+    # ...and on the real count when the words alone do not show it.
+    dense = capped.post("/v1/embeddings", json={"input": ["Donaudampfschifffahrt"] * 2,
+                                                "late_chunking": True})
+    assert_envelope(dense, 400, "input")
+    assert "at least" not in dense.json()["error"]["message"]
 
 
 def test_model_without_tasks_rejects_task(minilm_dir):

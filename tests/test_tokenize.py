@@ -67,3 +67,21 @@ def test_bert_tokenizer_lowercases(minilm_dir):
     # MiniLM's tokenizer.json pads to 128 on its own; padding is the encoder's job.
     assert bert.encode(["hi"], 512, False) == [[101, 7632, 102]]
     assert bert.encode(["HELLO"], 512, False) == bert.encode(["hello"], 512, False)
+
+
+_FLOOR_TEXTS = [
+    "Hello world", "a  b   c", "你好，世界 今天", "\u200b \u200b x", "\x01 \x02 \x03", "   ",
+    "e\u0301 combining", "\u3000全角 ｆｕｌｌ", "tabs\tand\nnewlines", "😀 " * 40, "word " * 500,
+]
+
+
+@pytest.mark.parametrize("text", _FLOOR_TEXTS)
+def test_min_tokens_never_exceeds_the_real_count(xlmr, minilm_dir, text):
+    bert = TextTokenizer(minilm_dir)
+    for tokenizer in (xlmr, bert):
+        real = len(tokenizer.encode([text], 10**6, False)[0]) - tokenizer.special_tokens
+        assert 0 <= tokenizer.min_tokens(text) <= real
+
+
+def test_min_tokens_is_close_for_plain_words(xlmr):
+    assert xlmr.min_tokens("word " * 1000) == 1000
