@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -100,12 +101,16 @@ def test_langchain_default_sends_tiktoken_ids_that_mean_nothing(base_url, jina_r
 @pytest.mark.skipif(shutil.which("java") is None, reason="no JDK on this machine")
 def test_java_example(base_url, jina_reference):
     source = ROOT / "examples/java/EmbeddingClient.java"
-    result = subprocess.run(["java", str(source), f"{base_url}/v1", "你好世界"],
+    assert source.is_file()  # otherwise java reads the path as a class name
+    # A UTF-8 locale, or the JVM decodes the Chinese argument into question marks.
+    env = {**os.environ, "LC_ALL": "C.UTF-8", "EMBEDDINGS_TASK": "retrieval.query"}
+    result = subprocess.run(["java", str(source), f"{base_url}/v1", "你好世界"], env=env,
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     body = json.loads(result.stdout)
     assert body["model"] == "jina-embeddings-v3"
-    assert cosine(body["data"][0]["embedding"], jina_reference.embed("你好世界")) >= 0.99999
+    want = jina_reference.embed("你好世界", "retrieval.query")
+    assert cosine(body["data"][0]["embedding"], want) >= 0.99999
 
 
 def readme_curl_examples() -> list[str]:

@@ -1,0 +1,88 @@
+"""deploy/rayservice.yaml stays in step with serve_config.yaml, the Dockerfile and Ray's pin.
+
+No Ray, no cluster: the manifest and the files it copies are parsed and compared.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load(name: str) -> Any:
+    return yaml.safe_load((ROOT / name).read_text(encoding="utf-8"))
+
+
+MANIFEST = _load("deploy/rayservice.yaml")
+CLUSTER = MANIFEST["spec"]["rayClusterConfig"]
+SERVE = _load("serve_config.yaml")
+DEPLOYMENTS = {d["name"]: d for d in SERVE["applications"][0]["deployments"]}
+ENCODER_CPUS = DEPLOYMENTS["Encoder"]["ray_actor_options"]["num_cpus"]
+
+
+def _cpus(quantity: str | int | float) -> float:
+    """A Kubernetes CPU quantity ("2", "1500m", 2) in cores."""
+    text = str(quantity)
+    return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def _groups() -> list[tuple[dict, dict]]:
+    """(group spec, Ray container) for the head group, then every worker group."""
+    groups = [CLUSTER["headGroupSpec"], *CLUSTER["workerGroupSpecs"]]
+    return [(g, g["template"]["spec"]["containers"][0]) for g in groups]
+
+
+def test_serve_config_v2_is_serve_config_yaml() -> None:
+    """Same applications, deployments, args, proxy and HTTP options: no difference allowed.
+
+    serve_config.yaml's ``http_options.host: 0.0.0.0`` is also what KubeRay needs, so the
+    manifest carries the file unchanged (comments aside).
+    """
+    assert yaml.safe_load(MANIFEST["spec"]["serveConfigV2"]) == SERVE
+
+
+def test_worker_groups_reserve_the_encoders_cpus() -> None:
+    """Each worker pod fits an Encoder, Ray sees what Kubernetes reserved, and the groups
+    can hold max_replicas encoders; the head's logical CPUs never fit one."""
+    capacity = 0
+    for group, container in _groups()[1:]:
+        request = _cpus(container["resources"]["requests"]["cpu"])
+        ray_cpus = int(group["rayStartParams"]["num-cpus"])
+        assert request >= ENCODER_CPUS, group["groupName"]
+        assert ray_cpus == request, group["groupName"]
+        capacity += group["maxReplicas"] * math.floor(ray_cpus / ENCODER_CPUS)
+    autoscaling = DEPLOYMENTS["Encoder"].get("autoscaling_config", {})
+    wanted = autoscaling.get("max_replicas", DEPLOYMENTS["Encoder"].get("num_replicas", 1))
+    assert capacity >= wanted
+    head_cpus = int(CLUSTER["headGroupSpec"]["rayStartParams"]["num-cpus"])
+    assert head_cpus < ENCODER_CPUS
+
+
+def test_every_pod_exposes_the_serve_port() -> None:
+    """KubeRay's Service and probes use the container port named "serve"."""
+    port = SERVE["http_options"]["port"]
+    for _, container in _groups():
+        assert {"name": "serve", "containerPort": port} in container["ports"]
+    assert MANIFEST["spec"]["serveService"]["spec"]["ports"][0]["port"] == port
+
+
+def test_image_working_dir_and_ray_version_match_the_build() -> None:
+    """The image is the Dockerfile's documented tag, run from its WORKDIR with the code on
+    PYTHONPATH, and rayVersion is requirements.txt's pin (KubeRay picks probes by it)."""
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    tag = re.search(r"docker build -t (\S+) \.", dockerfile).group(1)
+    workdir = re.search(r"^WORKDIR (\S+)$", dockerfile, re.MULTILINE).group(1)
+    requirements = (ROOT / "requirements.txt").read_text(encoding="utf-8")
+    pin = re.search(r"^ray\[serve\]==(\S+)$", requirements, re.MULTILINE).group(1)
+    assert CLUSTER["rayVersion"] == pin
+    for _, container in _groups():
+        assert container["image"].split(":")[0] == tag
+        assert container["workingDir"] == workdir
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["PYTHONPATH"] == workdir
