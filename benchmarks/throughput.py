@@ -49,6 +49,8 @@ RESULTS = Path(__file__).parent / "results"
 MODELS = {"jina-sized": build_jina_sized, "minilm": build_minilm, "jina-tiny": build_jina_tiny}
 LOADS = {"short": ["1x1", "8x1", "32x1", "8x16"], "long": ["1x1", "8x1", "4x16"]}
 # Encoder replicas x ORT threads on the 2 cores; serve_config.yaml ships "1x2".
+# Texts each batch size of the raw ceiling runs (all of them: no time limit).
+CEILING_TEXTS = {"short": 512, "long": 64}
 LAYOUTS = {
     "1x2": None,
     "1x1": {"Encoder": {"autoscaling_config": {"min_replicas": 1, "max_replicas": 1},
@@ -104,12 +106,14 @@ def main() -> None:
         if precision == "int8":
             onnx = quantized_model(onnx)
         model = OnnxModel(onnx, threads=2)
-        raw_best_batch(model, card, ids["short"][:64], task, 2, sizes=(8,))  # warm-up
+        raw_best_batch(model, card, ids["short"][:64], task, sizes=(8,))  # warm-up
         record(precision, "short", "raw single", raw_single(model, card, ids["short"], task,
                                                              args.seconds))
         for workload in ("short", "long"):
-            record(precision, workload, "raw batched",
-                   raw_best_batch(model, card, ids[workload], task, args.seconds))
+            # The first texts: the served runs below cycle through the same texts from the
+            # start, so both see the same length distribution.
+            sample = ids[workload][: CEILING_TEXTS[workload]]
+            record(precision, workload, "raw batched", raw_best_batch(model, card, sample, task))
         pipeline = EmbeddingPipeline(model, card, 16_384)
         sample = ids["short"][:32] + ids["long"][:32]
         vectors[precision] = l2_normalize(pipeline.embed([TokenBatch.from_lists(task, sample,
