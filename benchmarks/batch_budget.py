@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from benchmarks.workloads import long_passages, raw_best_batch, short_queries
-from encoder.batching import TokenBatch, split_by_tokens
+from encoder.batching import TokenBatch, request_batches
 from encoder.model_card import ModelCard
 from encoder.pipeline import EmbeddingPipeline
 from encoder.runtime import OnnxModel
@@ -29,8 +29,7 @@ def queued_work(ids: list[list[int]], per_request: int, requests: int, budget: i
         group = []
         for r in range(requests):
             request = ids[start + r * per_request : start + (r + 1) * per_request]
-            group += [TokenBatch.from_lists(task, request[s.start : s.stop], budget)
-                      for s in split_by_tokens(request, budget)]
+            group += request_batches(task, request, budget)
         groups.append(group)
     return groups
 

@@ -79,6 +79,14 @@ def split_by_tokens(sequences: Sequence[Sequence[int]], budget: int) -> list[ran
     return ranges
 
 
+def request_batches(
+    task_id: int | None, sequences: Sequence[Sequence[int]], budget: int
+) -> list[TokenBatch]:
+    """One request's token batches, as the ingress sends them: ``split_by_tokens`` ranges."""
+    return [TokenBatch.from_lists(task_id, sequences[r.start : r.stop], budget)
+            for r in split_by_tokens(sequences, budget)]
+
+
 def plan_runs(lengths: np.ndarray, budget: int) -> list[np.ndarray]:
     """Pack sequences into ONNX runs of at most ``budget`` padded tokens (longest x count).
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from encoder.admission import AdmissionControl
 from encoder.api import EmbeddingRequest, TokenizeRequest
-from encoder.batching import TokenBatch, split_by_tokens
+from encoder.batching import TokenBatch, request_batches
 from encoder.errors import APIError, invalid, raise_failures
 from encoder.late_chunking import combine_pieces, plan_late_chunks
 from encoder.metrics import IngressMetrics
@@ -80,11 +80,7 @@ class EmbeddingsService:
     ) -> tuple[np.ndarray, int]:
         sequences = await self._token_sequences(request, task)
         tokens = self._check_request_tokens(sum(len(s) for s in sequences))
-        budget = self.settings.max_batch_tokens
-        batches = [
-            TokenBatch.from_lists(task_id, sequences[r.start : r.stop], budget)
-            for r in split_by_tokens(sequences, budget)
-        ]
+        batches = request_batches(task_id, sequences, self.settings.max_batch_tokens)
         with self.admission.admit(tokens):
             parts = await self._embed_in_time(batches)
         return (parts[0] if len(parts) == 1 else np.concatenate(parts)), tokens
@@ -98,13 +94,14 @@ class EmbeddingsService:
                           param="late_chunking")
         self._check_texts(chunks)
         window = self._token_limit(request)
-        if sum(len(c) + 1 for c in chunks) > self.settings.max_request_tokens:
+        chars = sum(len(c) for c in chunks) + len(chunks) - 1  # joined with single spaces
+        if chars > self.settings.max_request_tokens:
             # Tokenizing a huge document only to refuse it would hold a core for seconds.
             floor = await asyncio.to_thread(self.tokenizer.min_tokens, " ".join(chunks))
             self._check_request_tokens(floor, at_least=True)
         plan_args = (self.tokenizer, chunks, self.card.instruction(task), window,
                      self.settings.late_chunking_overlap)
-        if sum(len(c) for c in chunks) <= _INLINE_TOKENIZE_CHARS:
+        if chars <= _INLINE_TOKENIZE_CHARS:
             plan = plan_late_chunks(*plan_args)
         else:
             plan = await asyncio.to_thread(plan_late_chunks, *plan_args)
