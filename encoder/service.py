@@ -97,7 +97,7 @@ class EmbeddingsService:
         chars = sum(len(c) for c in chunks) + len(chunks) - 1  # joined with single spaces
         if chars > self.settings.max_request_tokens:
             # Tokenizing a huge document only to refuse it would hold a core for seconds.
-            floor = await asyncio.to_thread(self.tokenizer.min_tokens, " ".join(chunks))
+            floor = await asyncio.to_thread(self.tokenizer.min_tokens, chunks)
             self._check_request_tokens(floor, at_least=True)
         plan_args = (self.tokenizer, chunks, self.card.instruction(task), window,
                      self.settings.late_chunking_overlap)
