@@ -64,7 +64,7 @@ def reap_session(session_id: int) -> None:
     bound so the next start fails; every process `serve run` started shares its session.
     """
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        left = [pid for pid in _session_members(session_id) if pid != os.getpid()]
+        left = [pid for pid in session_members(session_id) if pid != os.getpid()]
         for pid in left:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
@@ -73,7 +73,8 @@ def reap_session(session_id: int) -> None:
         time.sleep(1)
 
 
-def _session_members(session_id: int) -> list[int]:
+def session_members(session_id: int) -> list[int]:
+    """PIDs of every process in a session (what `serve run` and Ray started under it)."""
     members = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():

@@ -1,0 +1,131 @@
+"""How much does an idle Ray Serve instance slow ONNX runs on the same cores?
+
+Starts the application (serve_config.yaml's layout, idle: no requests) and times one-text
+ONNX runs with 2 ORT threads in this process, in interleaved slices: with every process of
+the Ray session frozen (SIGSTOP, as if Ray were not on the machine) and with it running.
+Interleaving cancels the host's drift, which on a shared 2-core VM is larger than the effect.
+It also counts the idle session's wake-ups and CPU time per second, by process.
+
+The served encoder pays this tax on every run: MLAS splits each matrix product statically
+over the ORT threads, so when a Ray process wakes on one core the other thread waits for it.
+
+Usage: python -m benchmarks.ray_interference [--model jina-sized] [--rounds 6]
+           [--env RAY_SERVE_CONTROL_LOOP_INTERVAL_S=0.5 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.throughput import model_folder
+from benchmarks.workloads import raw_best_batch, short_queries
+from encoder.batching import pad
+from encoder.model_card import ModelCard
+from encoder.runtime import OnnxModel
+from encoder.tokenize import TextTokenizer
+from tools.serve_main import session_members
+from tools.serve_process import serve_run
+
+
+def cpu_and_slices(pids: list[int]) -> dict[str, tuple[int, int]]:
+    """CPU nanoseconds and scheduler time slices so far, summed per process name."""
+    totals: dict[str, tuple[int, int]] = {}
+    for pid in pids:
+        name = _name(pid)
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{pid}/task"):
+                fields = Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()
+                cpu, slices = totals.get(name, (0, 0))
+                totals[name] = (cpu + int(fields[0]), slices + int(fields[2]))
+    return totals
+
+
+def _name(pid: int) -> str:
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    first = words[0].decode(errors="replace")
+    if first.startswith("ray::"):
+        return first.split(".")[0]
+    if first.startswith("ray-dashboard-"):  # the dashboard's module processes
+        return "ray-dashboard-* modules"
+    script = next((w.decode() for w in words[1:3] if w.endswith(b".py")), "")
+    if script or not first.endswith("python3"):
+        return Path(script or first).name
+    return Path(f"/proc/{pid}/comm").read_text().strip()
+
+
+def signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="jina-sized")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--texts", type=int, default=30, help="ONNX runs per slice")
+    parser.add_argument("--env", nargs="*", default=[], help="KEY=VALUE for the Ray session")
+    args = parser.parse_args()
+
+    folder = model_folder(args.model)
+    card = ModelCard.from_folder(folder)
+    task = card.task_id("text-matching") if card.tasks else None
+    ids = TextTokenizer(folder).encode(short_queries(args.texts), card.max_tokens, True)
+    model = OnnxModel(folder / "onnx/model.onnx", threads=2)
+    raw_best_batch(model, card, ids, task, sizes=(8,))  # warm-up
+
+    def slice_ms() -> np.ndarray:
+        times = []
+        for sequence in ids:
+            start = time.perf_counter()
+            batch, mask = pad([np.asarray(sequence)], card.pad_token_id)
+            model.token_states(batch, mask, task)
+            times.append(time.perf_counter() - start)
+        return np.array(times) * 1000
+
+    env = dict(item.split("=", 1) for item in args.env)
+    with serve_run(folder, Path(tempfile.mkdtemp(prefix="bench-")), cpus=None, timeout_s=900,
+                   env=env) as service:
+        time.sleep(20)  # let start-up work (first health checks, metrics) settle
+        pids = [p for p in session_members(service.process.pid) if p != os.getpid()]
+        before, start = cpu_and_slices(pids), time.perf_counter()
+        time.sleep(10)
+        after, seconds = cpu_and_slices(pids), time.perf_counter() - start
+        idle = Counter()
+        print(f"idle Ray session ({len(pids)} processes), per second:")
+        for name, (cpu, slices) in after.items():
+            cpu0, slices0 = before.get(name, (cpu, slices))
+            idle[name] = (slices - slices0) / seconds
+            print(f"  {idle[name]:6.0f} wake-ups {(cpu - cpu0) / 1e6 / seconds:6.1f} ms CPU  "
+                  f"{name}")
+        print(f"  {sum(idle.values()):6.0f} wake-ups in all")
+        frozen, running = [], []
+        try:
+            for _ in range(args.rounds):
+                signal_all(pids, signal.SIGSTOP)
+                frozen.append(slice_ms())
+                signal_all(pids, signal.SIGCONT)
+                running.append(slice_ms())
+        finally:
+            signal_all(pids, signal.SIGCONT)
+    p50_frozen = float(np.median(np.concatenate(frozen)))
+    p50_running = float(np.median(np.concatenate(running)))
+    print(f"one-text ONNX run, p50 over {args.rounds} interleaved rounds: Ray frozen "
+          f"{p50_frozen:.1f} ms, Ray idle {p50_running:.1f} ms: +{p50_running - p50_frozen:.1f} "
+          f"ms ({p50_running / p50_frozen - 1:+.0%})")
+
+
+if __name__ == "__main__":
+    main()
