@@ -79,7 +79,7 @@ async def served(url: str, texts: list[str], clients: int, per_request: int,
     """``clients`` loops, each posting ``per_request`` texts per request, for ``seconds``."""
     latencies: list[float] = []
     errors = 0
-    deadline = time.monotonic() + seconds
+    deadline = 0.0  # set after the warm-up request, which may itself take longer than that
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
     async def client(http: httpx.AsyncClient, offset: int) -> None:
@@ -98,6 +98,7 @@ async def served(url: str, texts: list[str], clients: int, per_request: int,
 
     async with httpx.AsyncClient(timeout=300, limits=limits) as http:
         await http.post(f"{url}/v1/embeddings", json={"input": texts[:per_request]})  # warm
+        deadline = time.monotonic() + seconds
         start = time.perf_counter()
         await asyncio.gather(*(client(http, c * per_request) for c in range(clients)))
         elapsed = time.perf_counter() - start
