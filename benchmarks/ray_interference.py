@@ -21,14 +21,12 @@ import os
 import signal
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.throughput import model_folder
-from benchmarks.workloads import raw_best_batch, short_queries
-from encoder.batching import pad
+from benchmarks.workloads import raw_best_batch, short_queries, single_run_ms
 from encoder.model_card import ModelCard
 from encoder.runtime import OnnxModel
 from encoder.tokenize import TextTokenizer
@@ -86,38 +84,29 @@ def main() -> None:
     model = OnnxModel(folder / "onnx/model.onnx", threads=2)
     raw_best_batch(model, card, ids, task, sizes=(8,))  # warm-up
 
-    def slice_ms() -> np.ndarray:
-        times = []
-        for sequence in ids:
-            start = time.perf_counter()
-            batch, mask = pad([np.asarray(sequence)], card.pad_token_id)
-            model.token_states(batch, mask, task)
-            times.append(time.perf_counter() - start)
-        return np.array(times) * 1000
-
     env = dict(item.split("=", 1) for item in args.env)
     with serve_run(folder, Path(tempfile.mkdtemp(prefix="bench-")), cpus=None, timeout_s=900,
                    env=env) as service:
         time.sleep(20)  # let start-up work (first health checks, metrics) settle
-        pids = [p for p in session_members(service.process.pid) if p != os.getpid()]
+        pids = session_members(service.process.pid)  # `serve run` leads its own session
         before, start = cpu_and_slices(pids), time.perf_counter()
         time.sleep(10)
         after, seconds = cpu_and_slices(pids), time.perf_counter() - start
-        idle = Counter()
+        wakeups = 0.0
         print(f"idle Ray session ({len(pids)} processes), per second:")
         for name, (cpu, slices) in after.items():
             cpu0, slices0 = before.get(name, (cpu, slices))
-            idle[name] = (slices - slices0) / seconds
-            print(f"  {idle[name]:6.0f} wake-ups {(cpu - cpu0) / 1e6 / seconds:6.1f} ms CPU  "
-                  f"{name}")
-        print(f"  {sum(idle.values()):6.0f} wake-ups in all")
+            wakeups += (slices - slices0) / seconds
+            print(f"  {(slices - slices0) / seconds:6.0f} wake-ups "
+                  f"{(cpu - cpu0) / 1e6 / seconds:6.1f} ms CPU  {name}")
+        print(f"  {wakeups:6.0f} wake-ups in all")
         frozen, running = [], []
         try:
             for _ in range(args.rounds):
                 signal_all(pids, signal.SIGSTOP)
-                frozen.append(slice_ms())
+                frozen.append(single_run_ms(model, card, ids, task))
                 signal_all(pids, signal.SIGCONT)
-                running.append(slice_ms())
+                running.append(single_run_ms(model, card, ids, task))
         finally:
             signal_all(pids, signal.SIGCONT)
     p50_frozen = float(np.median(np.concatenate(frozen)))

@@ -138,8 +138,7 @@ def main() -> None:
             notes[f"{precision} encoder RSS MB"] = max(serve_rss_mb(each=True)["Encoder"])
         # The raw figures again, at the best batch sizes found: a shared host drifts by
         # more than the targets' margins, so ratios use the mean of before and after.
-        best = {w: (int(raw_before[w, "raw batched"].detail.split()[-1]),)
-                for w in ("short", "long")}
+        best = {w: (raw_before[w, "raw batched"].batch_size,) for w in ("short", "long")}
         raw_after = measure_raw(OnnxModel(onnx, threads=2), best)
         for (workload, mode), before in raw_before.items():
             record(precision, workload, mode, bracketed(before, raw_after[workload, mode]))

@@ -37,11 +37,12 @@ class Measured:
     p50_ms: float = float("nan")
     p99_ms: float = float("nan")
     detail: str = ""
+    batch_size: int | None = None  # the best fixed batch size, for raw_best_batch
 
 
-def raw_single(model: OnnxModel, card: ModelCard, ids: list[list[int]],
-               task: int | None, seconds: float) -> Measured:
-    """One ONNX run per text, in this process (the old server's way); latency per text."""
+def single_run_ms(model: OnnxModel, card: ModelCard, ids: list[list[int]],
+                  task: int | None, seconds: float = float("inf")) -> np.ndarray:
+    """Milliseconds of one ONNX run per text, in order, until ``ids`` or ``seconds`` run out."""
     latencies, deadline = [], time.monotonic() + seconds
     for sequence in ids:
         start = time.perf_counter()
@@ -50,7 +51,13 @@ def raw_single(model: OnnxModel, card: ModelCard, ids: list[list[int]],
         latencies.append(time.perf_counter() - start)
         if time.monotonic() > deadline:
             break
-    ms = np.array(latencies) * 1000
+    return np.array(latencies) * 1000
+
+
+def raw_single(model: OnnxModel, card: ModelCard, ids: list[list[int]],
+               task: int | None, seconds: float) -> Measured:
+    """One ONNX run per text, in this process (the old server's way); latency per text."""
+    ms = single_run_ms(model, card, ids, task, seconds)
     return Measured(1000 / ms.mean(), float(np.percentile(ms, 50)), float(np.percentile(ms, 99)))
 
 
@@ -70,7 +77,7 @@ def raw_best_batch(model: OnnxModel, card: ModelCard, ids: list[list[int]], task
             model.token_states(batch, mask, task)
         rate = len(ordered) / (time.perf_counter() - start)
         if rate > best.texts_per_s:
-            best = Measured(rate, detail=f"batch {size}")
+            best = Measured(rate, detail=f"batch {size}", batch_size=size)
     return best
 
 
