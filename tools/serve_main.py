@@ -12,6 +12,12 @@ fastest here (benchmarks/overhead.py, 2 cores, one-text requests): HAProxy as th
 ingress (with direct ingress to the replicas) and Ray's throughput-optimized preset. They cut
 a one-text request from 8.9 to 2.4 ms and raised 32 clients from 190 to 415 requests/s.
 
+Ray's idle background work lands inside the encoder's ONNX runs (both cores split every
+matrix product), so the launcher also trims it: Ray starts without its dashboard (see
+tools/ray_serve_run.py; EMBEDDINGS_RAY_DASHBOARD=1 keeps it) and Serve's controller
+reconciles every 0.5 s instead of 0.1 s. Together they halved the idle session's CPU on
+2 cores (benchmarks/ray_interference.py: about 150 to 75 ms per second).
+
 EMBEDDINGS_CONFIG names the config (default serve_config.yaml); EMBEDDINGS_MODEL, if set,
 replaces its ``args.model`` (a local folder or a hub id).
 
@@ -40,7 +46,17 @@ SERVE_ENV_DEFAULTS = {
     # A stopping replica keeps serving this long so HAProxy stops sending it traffic first.
     # Ray's 30 s default outlasts `docker stop`'s 10 s grace period; locally 5 s is plenty.
     "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "5",
+    # The controller's reconcile loop was the busiest idle process (40 ms of CPU per second
+    # at 0.1 s); at 0.5 s it reacts to a dead replica or a new config up to 0.4 s later.
+    "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5",
 }
+
+
+def serve_run_command(config: Path) -> list[str]:
+    """``serve run <config>``, through tools.ray_serve_run unless the dashboard is wanted."""
+    if os.environ.get("EMBEDDINGS_RAY_DASHBOARD", "0") == "1":
+        return [str(Path(sys.executable).with_name("serve")), "run", str(config)]
+    return [sys.executable, "-m", "tools.ray_serve_run", str(config)]
 
 
 def drain_applications() -> None:
@@ -96,9 +112,8 @@ def main() -> None:
         derived.write_text(yaml.safe_dump(derive_config(config, model), sort_keys=False))
         config = derived
     # Its own session, so a terminal's Ctrl-C reaches only this launcher, which drains first.
-    serve = Path(sys.executable).with_name("serve")
     env = {**SERVE_ENV_DEFAULTS, **os.environ}
-    child = subprocess.Popen([str(serve), "run", str(config)], env=env, start_new_session=True)
+    child = subprocess.Popen(serve_run_command(config), env=env, start_new_session=True)
     stopping = False
 
     def stop(signum: int, frame: object) -> None:

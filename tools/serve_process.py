@@ -17,12 +17,13 @@ import httpx
 import yaml
 
 from tools.config_for_model import derive_config
-from tools.serve_main import SERVE_ENV_DEFAULTS, reap_session
+from tools.serve_main import SERVE_ENV_DEFAULTS, reap_session, serve_run_command
 
 ROOT = Path(__file__).resolve().parents[1]
 # Fractions of the 2-core test machine, so a test Serve never starves pytest itself.
 TEST_CPUS = {"Ingress": 0.1, "Encoder": 0.5}
-# The Ray Serve options the launcher ships with, so tests exercise what users run.
+# The Ray Serve options and start command the launcher ships with, so tests exercise what
+# users run.
 ENV = {"RAY_ADDRESS": "local", "RAY_USAGE_STATS_ENABLED": "0", **SERVE_ENV_DEFAULTS}
 
 
@@ -41,8 +42,8 @@ def serve_run(model: Path, workdir: Path, args: dict | None = None,
     """Run ``serve run`` on serve_config.yaml pointed at ``model``; yield the running service.
 
     ``cpus`` overrides deployments' ``num_cpus`` (None keeps serve_config.yaml's); ``env``
-    adds environment variables; ``command`` replaces ``serve run <config>`` (the config path
-    is then passed as EMBEDDINGS_CONFIG, as the Docker entrypoint reads it).
+    adds environment variables; ``command`` replaces the launcher's ``serve run <config>``
+    (the config path is then passed as EMBEDDINGS_CONFIG, as the Docker entrypoint reads it).
     """
     port = free_port()
     config = derive_config(ROOT / "serve_config.yaml", str(model), port=port, cpus=cpus,
@@ -61,7 +62,7 @@ def serve_run(model: Path, workdir: Path, args: dict | None = None,
                 "EMBEDDINGS_CONFIG": str(config_path),
                 "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command or [str(bin_dir / "serve"), "run", str(config_path)],
+        process = subprocess.Popen(command or serve_run_command(config_path),
                                    cwd=ROOT, env=full_env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     service = ServeProcess(f"http://127.0.0.1:{port}", process, log_path)

@@ -6,10 +6,12 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
+from tools.serve_main import session_members
 from tools.serve_process import serve_run
 
 pytestmark = pytest.mark.e2e
@@ -69,3 +71,29 @@ def test_launcher_drains_in_flight_requests(minilm_dir, tmp_path, sig):
         outcomes, signalled = _stop_under_load(service, sig)
         assert service.process.returncode == 0, service.log()
     _assert_in_flight_completed(outcomes, signalled)
+
+
+def test_launcher_starts_ray_lean(jina_dir, tmp_path):
+    """No dashboard modules in the session, and the controller got the slower loop: the
+    idle background work that lands inside the encoder's ONNX runs (tools/serve_main.py)."""
+    with serve_run(jina_dir, tmp_path, command=LAUNCHER) as service:
+        launcher = service.process.pid
+        # The launcher starts `serve run` in a session of its own (see tools/serve_main.py).
+        child = int(Path(f"/proc/{launcher}/task/{launcher}/children").read_text().split()[0])
+        commands = {pid: _command(pid) for pid in session_members(child)}
+        assert any("raylet" in c for c in commands.values()), commands
+        # Without the dashboard Ray keeps only a minimal API server: no frontend, no modules.
+        assert not [c for c in commands.values() if c.startswith("ray-dashboard-")], commands
+        assert all("--disable-frontend" in c for c in commands.values()
+                   if "dashboard/dashboard.py" in c), commands
+        controller = next(pid for pid, c in commands.items() if c.startswith("ray::ServeCon"))
+        environ = Path(f"/proc/{controller}/environ").read_bytes().split(b"\0")
+        assert b"RAY_SERVE_CONTROL_LOOP_INTERVAL_S=0.5" in environ
+        assert httpx.post(f"{service.url}/v1/embeddings", json={"input": "hi"}).status_code == 200
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
