@@ -62,13 +62,15 @@ def raw_single(model: OnnxModel, card: ModelCard, ids: list[list[int]],
 
 
 def raw_best_batch(model: OnnxModel, card: ModelCard, ids: list[list[int]], task: int | None,
-                   sizes=(4, 8, 16, 32, 64)) -> Measured:
-    """Best texts/s over fixed batch sizes of length-sorted texts: the in-process ceiling.
+                   sizes=(4, 8, 16, 32, 64), sort: bool = True) -> Measured:
+    """Best texts/s over fixed batch sizes: with ``sort``, of length-sorted texts (the
+    in-process ceiling); without, in the order given (fixed-count batching as a plain
+    server or script does it, padding each batch to its longest text).
 
     Every size runs all of ``ids``: a time limit would measure a few batches, and which
     lengths they hold would decide the figure (one batch of 16 long passages takes seconds).
     """
-    ordered = sorted(ids, key=len)
+    ordered = sorted(ids, key=len) if sort else ids
     best = Measured(0.0)
     for size in sizes:
         start = time.perf_counter()
