@@ -4,7 +4,10 @@ Starts the application (serve_config.yaml's layout, idle: no requests) and times
 ONNX runs with 2 ORT threads in this process, in interleaved slices: with every process of
 the Ray session frozen (SIGSTOP, as if Ray were not on the machine) and with it running.
 Interleaving cancels the host's drift, which on a shared 2-core VM is larger than the effect.
-It also counts the idle session's wake-ups and CPU time per second, by process.
+It also counts the idle session's wake-ups and CPU time per second, by process, and, in the
+same interleaved rounds, times one-text HTTP requests to the service: a lone query's served
+latency split into Ray's tax on the run (idle - frozen) and the request path (served - idle),
+measured minutes apart as throughput.py does, host drift would swamp both.
 
 The served encoder pays this tax on every run: MLAS splits each matrix product statically
 over the ORT threads, so when a Ray process wakes on one core the other thread waits for it.
@@ -23,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 from benchmarks.throughput import model_folder
@@ -100,20 +104,37 @@ def main() -> None:
             print(f"  {(slices - slices0) / seconds:6.0f} wake-ups "
                   f"{(cpu - cpu0) / 1e6 / seconds:6.1f} ms CPU  {name}")
         print(f"  {wakeups:6.0f} wake-ups in all")
-        frozen, running = [], []
-        try:
-            for _ in range(args.rounds):
-                signal_all(pids, signal.SIGSTOP)
-                frozen.append(single_run_ms(model, card, ids, task))
+        frozen, running, served = [], [], []
+        texts = short_queries(args.texts)
+        with httpx.Client(timeout=60) as http:
+            served_ms(http, service.url, texts[:3])  # warm
+            try:
+                for _ in range(args.rounds):
+                    signal_all(pids, signal.SIGSTOP)
+                    frozen.append(single_run_ms(model, card, ids, task))
+                    signal_all(pids, signal.SIGCONT)
+                    running.append(single_run_ms(model, card, ids, task))
+                    served.append(served_ms(http, service.url, texts))
+            finally:
                 signal_all(pids, signal.SIGCONT)
-                running.append(single_run_ms(model, card, ids, task))
-        finally:
-            signal_all(pids, signal.SIGCONT)
-    p50_frozen = float(np.median(np.concatenate(frozen)))
-    p50_running = float(np.median(np.concatenate(running)))
+    p50_frozen, p50_running, p50_served = (float(np.median(np.concatenate(x)))
+                                           for x in (frozen, running, served))
     print(f"one-text ONNX run, p50 over {args.rounds} interleaved rounds: Ray frozen "
           f"{p50_frozen:.1f} ms, Ray idle {p50_running:.1f} ms: +{p50_running - p50_frozen:.1f} "
           f"ms ({p50_running / p50_frozen - 1:+.0%})")
+    print(f"one-text request served {p50_served:.1f} ms: {p50_served - p50_frozen:+.1f} ms over "
+          f"the raw run (Ray's tax {p50_running - p50_frozen:+.1f}, the request path "
+          f"{p50_served - p50_running:+.1f})")
+
+
+def served_ms(http: httpx.Client, url: str, texts: list[str]) -> np.ndarray:
+    """Milliseconds of one-text requests to the service, one at a time."""
+    latencies = []
+    for text in texts:
+        start = time.perf_counter()
+        http.post(f"{url}/v1/embeddings", json={"input": text}).raise_for_status()
+        latencies.append(time.perf_counter() - start)
+    return np.array(latencies) * 1000
 
 
 if __name__ == "__main__":
