@@ -6,8 +6,8 @@ the Ray session frozen (SIGSTOP, as if Ray were not on the machine) and with it 
 Interleaving cancels the host's drift, which on a shared 2-core VM is larger than the effect.
 It also counts the idle session's wake-ups and CPU time per second, by process, and, in the
 same interleaved rounds, times one-text HTTP requests to the service: a lone query's served
-latency split into Ray's tax on the run (idle - frozen) and the request path (served - idle),
-measured minutes apart as throughput.py does, host drift would swamp both.
+latency split into Ray's tax on the run (idle - frozen) and the request path (served - idle).
+throughput.py measures raw and served minutes apart, and there host drift swamps the gap.
 
 The served encoder pays this tax on every run: MLAS splits each matrix product statically
 over the ORT threads, so when a Ray process wakes on one core the other thread waits for it.

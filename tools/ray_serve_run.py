@@ -7,10 +7,11 @@ lands inside the encoder's ONNX runs, which split each matrix product over both 
 The service does not need the dashboard: the launcher drains and stops Serve through the
 controller, and metrics are exported by each node's metrics agent, which still runs.
 
-``serve run`` calls ``ray.init`` only if Ray is not initialized yet, so initializing it
-here first is the supported way to choose how the local instance starts. When
-``RAY_ADDRESS`` names a running cluster, ``include_dashboard`` is ignored and that
-cluster's dashboard stays as it is.
+``serve run`` calls ``ray.init`` only if Ray is not initialized yet (ray/serve/scripts.py),
+so initializing it here first chooses how the local instance starts. Its own ``ray.init``
+options (``--address``, ``--runtime-env``, ``--working-dir``) are therefore not applied; the
+launcher passes none. When ``RAY_ADDRESS`` names a running cluster, ``include_dashboard``
+is ignored and that cluster's dashboard stays as it is.
 
 Usage: ``python -m tools.ray_serve_run <config> [serve run options]``
 """
@@ -34,6 +35,7 @@ def main(argv: list[str]) -> None:
     from ray.serve.scripts import cli
 
     ray.init(namespace="serve", include_dashboard=False)
+    # Ray has no public call for "did this driver start the node" or its session folder.
     node = ray._private.worker._global_node
     if node is not None and node.is_head():  # we started it, so no dashboard writes the file
         target = Path(node.get_session_dir_path()) / DISCOVERY_FILE
@@ -50,8 +52,11 @@ def write_discovery(path: Path, period_s: float = 5.0) -> None:
     import ray
 
     while True:
-        targets = [f"{n['NodeManagerAddress']}:{n['MetricsExportPort']}"
-                   for n in ray.nodes() if n["Alive"]]
+        try:
+            targets = [f"{n['NodeManagerAddress']}:{n['MetricsExportPort']}"
+                       for n in ray.nodes() if n["Alive"]]
+        except Exception:  # Ray is shutting down: nothing left to list
+            return
         partial = path.with_suffix(".tmp")
         partial.write_text(json.dumps([{"labels": {"job": "ray"}, "targets": targets}]))
         os.replace(partial, path)
