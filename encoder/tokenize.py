@@ -53,14 +53,20 @@ class TextTokenizer:
             if len(encoding) > limit:
                 if not truncate:
                     raise too_long(index, len(encoding), limit)
-                out.append(self._truncated(texts[index], limit))
+                out.append(self._truncated(encoding, texts[index], limit))
             else:
                 out.append(encoding.ids)
         return out
 
-    def _truncated(self, text: str, limit: int) -> list[int]:
-        # Same as the tokenizer's own truncation: cut the text's tokens, then add specials.
-        encoding = self._encode_one(text)
+    def _truncated(self, encoding, text: str, limit: int) -> list[int]:
+        # Same as the tokenizer's own truncation: the text's tokens cut, the specials kept.
+        # The encoding already holds lead + text + tail: cutting it before the tail and adding
+        # the tail back gives that without tokenizing the (long) text a second time.
+        keep = limit - len(self.tail_ids)
+        if keep > len(self.lead_ids):
+            encoding.truncate(keep)
+            return encoding.ids + self.tail_ids
+        encoding = self._encode_one(text)  # a limit at or below the specials' own length
         encoding.truncate(max(limit - self.special_tokens, 0))
         return self._backend.post_process(encoding).ids
 
