@@ -53,8 +53,10 @@ LOADS = {"short": ["1x1", "8x1", "32x1", "8x16"], "long": ["1x1", "8x1", "4x16"]
 # Encoder replicas x ORT threads on the 2 cores; serve_config.yaml ships "1x2".
 # Texts each batch size of the raw ceiling runs (all of them: no time limit).
 CEILING_TEXTS = {"short": 512, "long": 64}
-# Arrival-order batch sizes for long passages: 1 is often best unsorted (no padding).
-FIXED_BATCH_SIZES = (1, 4, 16)
+# The raw batched references, (workload, mode) -> (length-sorted?, batch sizes or None for
+# raw_best_batch's). Arrival order for long passages: 1 is often best unsorted (no padding).
+BATCHED = {("short", "raw batched"): (True, None), ("long", "raw batched"): (True, None),
+           ("long", "raw fixed batch"): (False, (1, 4, 16))}
 LAYOUTS = {
     "1x2": None,
     "1x1": {"Encoder": {"autoscaling_config": {"min_replicas": 1, "max_replicas": 1},
@@ -89,7 +91,7 @@ def main() -> None:
     tokenizer = TextTokenizer(folder)
     texts = {"short": short_queries(2000), "long": long_passages(400)}
     ids = {k: tokenizer.encode(v, card.max_tokens, truncate=True) for k, v in texts.items()}
-    cells = len(args.precisions) * (4 + sum(len(v) for v in LOADS.values()))
+    cells = len(args.precisions) * (1 + len(BATCHED) + sum(len(v) for v in LOADS.values()))
     progress = tqdm(total=cells, desc="benchmark", unit="cell")
     rows: list[dict] = []
     vectors: dict[str, object] = {}
@@ -105,20 +107,18 @@ def main() -> None:
                                  f"{result.texts_per_s:.1f} texts/s")
         progress.update()
 
-    def measure_raw(model: OnnxModel, sizes: dict[str, tuple[int, ...]] | None = None,
+    def measure_raw(model: OnnxModel, sizes: dict[tuple[str, str], tuple[int, ...]] | None = None,
                     ) -> dict[tuple[str, str], Measured]:
         raw_best_batch(model, card, ids["short"][:64], task, sizes=(8,))  # warm-up
         found = {("short", "raw single"): raw_single(model, card, ids["short"], task,
                                                      args.seconds)}
-        for workload in ("short", "long"):
+        for (workload, mode), (sort, default_sizes) in BATCHED.items():
             # The first texts: the served runs below cycle through the same texts from the
             # start, so both see the same length distribution.
             sample = ids[workload][: CEILING_TEXTS[workload]]
-            found[workload, "raw batched"] = raw_best_batch(
-                model, card, sample, task, **({"sizes": sizes[workload]} if sizes else {}))
-        found["long", "raw fixed batch"] = raw_best_batch(
-            model, card, ids["long"][: CEILING_TEXTS["long"]], task,
-            sizes=sizes["long fixed"] if sizes else FIXED_BATCH_SIZES, sort=False)
+            chosen = sizes[workload, mode] if sizes else default_sizes
+            found[workload, mode] = raw_best_batch(model, card, sample, task, sort=sort,
+                                                   **({"sizes": chosen} if chosen else {}))
         return found
 
     for precision in args.precisions:
@@ -145,8 +145,7 @@ def main() -> None:
             notes[f"{precision} encoder RSS MB"] = max(serve_rss_mb(each=True)["Encoder"])
         # The raw figures again, at the best batch sizes found: a shared host drifts by
         # more than the targets' margins, so ratios use the mean of before and after.
-        best = {w: (raw_before[w, "raw batched"].batch_size,) for w in ("short", "long")}
-        best["long fixed"] = (raw_before["long", "raw fixed batch"].batch_size,)
+        best = {key: (raw_before[key].batch_size,) for key in BATCHED}
         raw_after = measure_raw(OnnxModel(onnx, threads=2), best)
         for (workload, mode), before in raw_before.items():
             record(precision, workload, mode, bracketed(before, raw_after[workload, mode]))

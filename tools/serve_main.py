@@ -16,7 +16,8 @@ Ray's idle background work lands inside the encoder's ONNX runs (both cores spli
 matrix product), so the launcher also trims it: Ray starts without its dashboard (see
 tools/ray_serve_run.py; EMBEDDINGS_RAY_DASHBOARD=1 keeps it) and Serve's controller
 reconciles every 0.5 s instead of 0.1 s. Together they halved the idle session's CPU on
-2 cores (benchmarks/ray_interference.py: about 150 to 75 ms per second).
+2 cores, from 140-155 to 65-84 ms per second (its threads' schedstat summed over 10 s
+windows, jina-tiny; benchmarks/ray_interference.py prints the same per process).
 
 EMBEDDINGS_CONFIG names the config (default serve_config.yaml); EMBEDDINGS_MODEL, if set,
 replaces its ``args.model`` (a local folder or a hub id).
