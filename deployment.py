@@ -34,6 +34,8 @@ from encoder.tokenize import TextTokenizer
 logger = logging.getLogger("ray.serve")
 
 Result = Union[np.ndarray, EncoderFailure]
+# Handle calls one ingress replica keeps in flight to the encoders.
+_CALLS = 4
 
 
 def _group_tokens(groups: List[List[TokenBatch]]) -> int:
@@ -66,9 +68,10 @@ class Encoder:
         self._arrivals: Dict[int, float] = {}
         # ORT runs on one dedicated thread so the event loop keeps queueing the next batch.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx")
-        # One ONNX run at a time, each taking everything queued meanwhile (up to the budget).
-        self._runs = Coalescer(self._run, settings.max_batch_tokens, concurrency=1)
-        self.embed.set_max_batch_size(settings.max_batch_tokens)
+        # One pipeline call at a time, each taking everything queued meanwhile (up to the
+        # sort window), which it sorts by length and packs into max_batch_tokens runs.
+        self._runs = Coalescer(self._run, settings.sort_window_tokens, concurrency=1)
+        self.embed.set_max_batch_size(settings.sort_window_tokens)
         self.embed.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
 
     async def _run(self, batches: List[TokenBatch]) -> List[Result]:
@@ -129,8 +132,11 @@ class Ingress:
         )
         # Token batches of concurrent requests travel to the encoders in one handle call:
         # each call costs CPU in the router and the replica, which one-query requests would
-        # otherwise pay once each. 4 calls in flight keep several encoder replicas busy.
-        self._calls = Coalescer(self._call_encoder, settings.max_batch_tokens, concurrency=4)
+        # otherwise pay once each. 4 calls in flight keep several encoder replicas busy;
+        # together they carry one sort window, so a big request queues at most a window's
+        # work ahead of a lone query arriving after it.
+        call_tokens = max(settings.max_batch_tokens, settings.sort_window_tokens // _CALLS)
+        self._calls = Coalescer(self._call_encoder, call_tokens, concurrency=_CALLS)
 
     async def _call_encoder(self, batches: List[TokenBatch]) -> List[Result]:
         return await self._encoder.embed.remote(batches)

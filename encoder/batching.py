@@ -20,8 +20,9 @@ class TokenBatch:
     task_id: int | None
     ids: np.ndarray  # int32, all sequences back to back
     lengths: np.ndarray  # int32, one per sequence
-    # Its share of the encoder's token budget: its tokens, capped at the budget so that a
-    # lone over-budget sequence still fits in a batch of its own.
+    # What it counts for in the coalescers and ``@serve.batch``: its tokens, capped at the
+    # encoder's sort window so that a lone over-window sequence still fits in a window of
+    # its own (and takes the whole window: one such sequence per encoder pipeline call).
     size: int = 1
     spans: tuple[np.ndarray, ...] | None = None  # per sequence: int [n, 2] token ranges
 
@@ -33,7 +34,7 @@ class TokenBatch:
         budget: int,
         spans: Sequence[np.ndarray] | None = None,
     ) -> TokenBatch:
-        """Flatten ``sequences``; ``budget`` is the encoder's ``max_batch_tokens``."""
+        """Flatten ``sequences``; ``budget`` caps ``size`` (the encoder's sort window)."""
         lengths = np.fromiter((len(s) for s in sequences), dtype=np.int32, count=len(sequences))
         flat = np.fromiter(
             (t for s in sequences for t in s), dtype=np.int32, count=int(lengths.sum())
@@ -80,10 +81,13 @@ def split_by_tokens(sequences: Sequence[Sequence[int]], budget: int) -> list[ran
 
 
 def request_batches(
-    task_id: int | None, sequences: Sequence[Sequence[int]], budget: int
+    task_id: int | None, sequences: Sequence[Sequence[int]], budget: int,
+    window: int | None = None,
 ) -> list[TokenBatch]:
-    """One request's token batches, as the ingress sends them: ``split_by_tokens`` ranges."""
-    return [TokenBatch.from_lists(task_id, sequences[r.start : r.stop], budget)
+    """One request's token batches, as the ingress sends them: ``split_by_tokens`` ranges
+    of ``budget`` tokens, each counting for at most ``window`` (default ``budget``)."""
+    cap = budget if window is None else window
+    return [TokenBatch.from_lists(task_id, sequences[r.start : r.stop], cap)
             for r in split_by_tokens(sequences, budget)]
 
 

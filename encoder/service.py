@@ -80,7 +80,8 @@ class EmbeddingsService:
     ) -> tuple[np.ndarray, int]:
         sequences = await self._token_sequences(request, task)
         tokens = self._check_request_tokens(sum(len(s) for s in sequences))
-        batches = request_batches(task_id, sequences, self.settings.max_batch_tokens)
+        batches = request_batches(task_id, sequences, self.settings.max_batch_tokens,
+                                  self.settings.sort_window_tokens)
         with self.admission.admit(tokens):
             parts = await self._embed_in_time(batches)
         return (parts[0] if len(parts) == 1 else np.concatenate(parts)), tokens
@@ -106,8 +107,8 @@ class EmbeddingsService:
         else:
             plan = await asyncio.to_thread(plan_late_chunks, *plan_args)
         tokens = self._check_request_tokens(sum(len(w) for w in plan.windows))
-        budget = self.settings.max_batch_tokens
-        batches = [TokenBatch.from_lists(task_id, [w], budget, spans=[s])
+        window = self.settings.sort_window_tokens
+        batches = [TokenBatch.from_lists(task_id, [w], window, spans=[s])
                    for w, s in zip(plan.windows, plan.spans, strict=True)]
         with self.admission.admit(tokens):
             parts = await self._embed_in_time(batches)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class ServiceSettings(BaseModel):
@@ -52,11 +52,18 @@ class ServiceSettings(BaseModel):
         ``EMBEDDINGS_API_KEY`` takes precedence. With neither, the service is open.
 
     Batching (trade latency against throughput)
-      max_batch_tokens: padded tokens (longest input x inputs) per ONNX run, and per handle
-        call. Measured here (2 cores): short queries run equally fast from 512 to 16384;
-        long passages (100-500 tokens) run 2x faster per text at 512 than at 16384 (MiniLM
-        43.8 vs 21.2 texts/s; jina-v3-sized 2.6 vs 1.5), as attention and cache misses grow
-        with the batch. An input longer than the budget runs alone.
+      max_batch_tokens: padded tokens (longest input x inputs) per ONNX run. Measured
+        here (2 cores): short queries run equally fast from 512 to 16384; long passages
+        (100-500 tokens) run 2x faster per text at 512 than at 16384 (MiniLM 43.8 vs 21.2
+        texts/s; jina-v3-sized 2.6 vs 1.5), as attention and cache misses grow with the
+        batch. An input longer than the budget runs alone.
+      sort_window_tokens: tokens an encoder takes from its queue at once; an ingress keeps
+        at most this much in flight to the encoders (4 calls of a quarter each). The
+        encoder sorts the whole window by length before packing runs, so runs hold inputs of
+        near-equal length and pad little; work queued behind the window waits as long as it
+        would in arrival order. Larger windows pad less, but return their requests together
+        at the window's end and let a big request queue more ahead of a lone query.
+        Must be >= max_batch_tokens.
       batch_wait_timeout_s: how long the encoder waits for more requests to fill a batch.
         0 (measured best here) still batches under load: requests that arrive during an ONNX
         run join the next one; a wait only adds latency to a lone request.
@@ -87,5 +94,13 @@ class ServiceSettings(BaseModel):
     api_key_file: str | None = None
 
     max_batch_tokens: int = Field(default=512, ge=1)
+    sort_window_tokens: int = Field(default=4096, ge=1)
     batch_wait_timeout_s: float = Field(default=0.0, ge=0.0)
     ort_threads: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _window_holds_a_run(self) -> ServiceSettings:
+        if self.sort_window_tokens < self.max_batch_tokens:
+            raise ValueError(f"sort_window_tokens ({self.sort_window_tokens}) must be at least "
+                             f"max_batch_tokens ({self.max_batch_tokens})")
+        return self

@@ -1,6 +1,6 @@
 import numpy as np
 
-from encoder.batching import TokenBatch, pad, plan_runs, split_by_tokens
+from encoder.batching import TokenBatch, pad, plan_runs, request_batches, split_by_tokens
 
 
 def test_token_batch_round_trip():
@@ -16,6 +16,15 @@ def test_split_by_tokens_keeps_order_and_budget():
     ranges = split_by_tokens(sequences, budget=10)
     assert [list(r) for r in ranges] == [[0, 1], [2], [3], [4, 5]]
     assert split_by_tokens([], budget=10) == []
+
+
+def test_request_batches_split_by_budget_and_count_up_to_the_window():
+    sequences = [[1] * n for n in (5, 5, 5, 40)]
+    batches = request_batches(2, sequences, budget=10, window=30)
+    assert [len(b) for b in batches] == [2, 1, 1]
+    assert [b.size for b in batches] == [10, 5, 30]  # the 40-token input takes a window
+    assert all(b.task_id == 2 for b in batches)
+    assert request_batches(2, sequences, budget=10)[-1].size == 10
 
 
 def test_plan_runs_sorts_and_respects_padded_budget():

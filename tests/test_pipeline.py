@@ -105,6 +105,21 @@ def test_every_onnx_run_is_reported(jina_dir):
     assert runs[0][1] == 40  # 20 and 9, padded to 20
 
 
+def test_a_window_of_requests_is_sorted_together(jina_dir):
+    # What an encoder's sort window gives: two requests of mixed lengths, one embed call.
+    pipeline = make_pipeline(jina_dir, budget=40)
+    padded = []
+    pipeline.on_run = lambda sequences, tokens, seconds: padded.append(tokens)
+    first, second = ([[0] + [100] * (n - 2) + [2] for n in lengths]
+                     for lengths in ((20, 5), (19, 4)))
+    together = pipeline.embed([TokenBatch.from_lists(0, first, 40),
+                               TokenBatch.from_lists(0, second, 40)])
+    assert padded == [40, 10]  # 20 with 19, then 5 with 4; apart they pad to 2 x 40
+    alone = [pipeline.embed([TokenBatch.from_lists(0, s, 40)])[0] for s in (first, second)]
+    for got, want in zip(together, alone, strict=True):
+        assert np.allclose(got, want, atol=1e-5)
+
+
 def test_metrics_are_silent_outside_ray():
     from encoder.metrics import EncoderMetrics, IngressMetrics
 
