@@ -62,7 +62,7 @@ def raw_single(model: OnnxModel, card: ModelCard, ids: list[list[int]],
 
 
 def raw_best_batch(model: OnnxModel, card: ModelCard, ids: list[list[int]], task: int | None,
-                   sizes=(4, 8, 16, 32, 64), sort: bool = True) -> Measured:
+                   sizes=(1, 2, 4, 8, 16, 32, 64), sort: bool = True) -> Measured:
     """Best texts/s over fixed batch sizes: with ``sort``, of length-sorted texts (the
     in-process ceiling); without, in the order given (fixed-count batching as a plain
     server or script does it, padding each batch to its longest text).
