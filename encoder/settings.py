@@ -63,7 +63,8 @@ class ServiceSettings(BaseModel):
         near-equal length and pad little; work queued behind the window waits as long as it
         would in arrival order. Larger windows pad less, but return their requests together
         at the window's end and let a big request queue more ahead of a lone query.
-        Must be >= max_batch_tokens.
+        Must be >= max_batch_tokens. Measured (jina-v3-sized, 8 clients x 16 short
+        queries): 4096 served 8-11% more than 512 (``benchmarks/sort_window.py``).
       batch_wait_timeout_s: how long the encoder waits for more requests to fill a batch.
         0 (measured best here) still batches under load: requests that arrive during an ONNX
         run join the next one; a wait only adds latency to a lone request.
