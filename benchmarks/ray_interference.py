@@ -84,7 +84,8 @@ def main() -> None:
     folder = model_folder(args.model)
     card = ModelCard.from_folder(folder)
     task = card.task_id("text-matching") if card.tasks else None
-    ids = TextTokenizer(folder).encode(short_queries(args.texts), card.max_tokens, True)
+    texts = short_queries(args.texts)  # the raw runs' texts are also the served requests'
+    ids = TextTokenizer(folder).encode(texts, card.max_tokens, True)
     model = OnnxModel(folder / "onnx/model.onnx", threads=2)
     raw_best_batch(model, card, ids, task, sizes=(8,))  # warm-up
 
@@ -105,7 +106,6 @@ def main() -> None:
                   f"{(cpu - cpu0) / 1e6 / seconds:6.1f} ms CPU  {name}")
         print(f"  {wakeups:6.0f} wake-ups in all")
         frozen, running, served = [], [], []
-        texts = short_queries(args.texts)
         with httpx.Client(timeout=60) as http:
             served_ms(http, service.url, texts[:3])  # warm
             try:

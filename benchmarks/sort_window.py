@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.throughput import model_folder
-from benchmarks.workloads import long_passages, served, short_queries
+from benchmarks.workloads import benchmark_texts, served
 from tools.serve_process import serve_run
 
 
@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
 
     folder = model_folder(args.model)
-    texts = {"short": short_queries(2000), "long": long_passages(400)}
+    texts = benchmark_texts()
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     for round_ in range(args.rounds):
         for window in args.windows:

@@ -28,14 +28,7 @@ from tqdm import tqdm
 
 from benchmarks.plots import plot_throughput
 from benchmarks.soak import serve_rss_mb
-from benchmarks.workloads import (
-    Measured,
-    long_passages,
-    raw_best_batch,
-    raw_single,
-    served,
-    short_queries,
-)
+from benchmarks.workloads import Measured, benchmark_texts, raw_best_batch, raw_single, served
 from encoder.batching import TokenBatch
 from encoder.model_card import ModelCard
 from encoder.pipeline import EmbeddingPipeline
@@ -89,7 +82,7 @@ def main() -> None:
     card = ModelCard.from_folder(folder)
     task = card.task_id("text-matching") if card.tasks else None
     tokenizer = TextTokenizer(folder)
-    texts = {"short": short_queries(2000), "long": long_passages(400)}
+    texts = benchmark_texts()
     ids = {k: tokenizer.encode(v, card.max_tokens, truncate=True) for k, v in texts.items()}
     cells = len(args.precisions) * (1 + len(BATCHED) + sum(len(v) for v in LOADS.values()))
     progress = tqdm(total=cells, desc="benchmark", unit="cell")

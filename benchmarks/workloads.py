@@ -31,6 +31,11 @@ def long_passages(count: int, seed: int = 1) -> list[str]:
     return [" ".join(rng.choices(_WORDS, k=rng.randint(80, 400))) + "." for _ in range(count)]
 
 
+def benchmark_texts() -> dict[str, list[str]]:
+    """The served benchmarks' texts by workload, so their figures compare across scripts."""
+    return {"short": short_queries(2000), "long": long_passages(400)}
+
+
 @dataclass
 class Measured:
     texts_per_s: float
