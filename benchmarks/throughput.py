@@ -5,6 +5,8 @@ One run, one model, the same texts for every mode:
   raw batched    best fixed batch size over length-sorted texts: the in-process ceiling
   raw fixed batch  (long only) best fixed batch size in arrival order, as a script batches:
                  the issue's "best fixed-batch raw" reference for passages
+  raw 2 lanes    raw batched's best size, sorted, two 1-thread runs at once on one session:
+                 the in-process form of the encoder's ``parallel_runs: 2``
   served NxK     the real application (serve_config.yaml and its CPU shares) with N HTTP
                  clients each sending K texts per request; clients share the machine's cores
 for short queries (~20 tokens) and long passages (~100-500 tokens), for fp32 and the
@@ -50,6 +52,7 @@ CEILING_TEXTS = {"short": 512, "long": 64}
 # raw_best_batch's). Arrival order for long passages: 1 is often best unsorted (no padding).
 BATCHED = {("short", "raw batched"): (True, None), ("long", "raw batched"): (True, None),
            ("long", "raw fixed batch"): (False, (1, 4, 16))}
+LANES = "raw 2 lanes"
 LAYOUTS = {
     "1x2": None,
     "1x1": {"Encoder": {"autoscaling_config": {"min_replicas": 1, "max_replicas": 1},
@@ -84,7 +87,9 @@ def main() -> None:
     tokenizer = TextTokenizer(folder)
     texts = benchmark_texts()
     ids = {k: tokenizer.encode(v, card.max_tokens, truncate=True) for k, v in texts.items()}
-    cells = len(args.precisions) * (1 + len(BATCHED) + sum(len(v) for v in LOADS.values()))
+    lane_rows = sum(mode == "raw batched" for _, mode in BATCHED)
+    cells = len(args.precisions) * (1 + len(BATCHED) + lane_rows
+                                    + sum(len(v) for v in LOADS.values()))
     progress = tqdm(total=cells, desc="benchmark", unit="cell")
     rows: list[dict] = []
     vectors: dict[str, object] = {}
@@ -100,7 +105,8 @@ def main() -> None:
                                  f"{result.texts_per_s:.1f} texts/s")
         progress.update()
 
-    def measure_raw(model: OnnxModel, sizes: dict[tuple[str, str], tuple[int, ...]] | None = None,
+    def measure_raw(model: OnnxModel, lanes: OnnxModel,
+                    sizes: dict[tuple[str, str], tuple[int, ...]] | None = None,
                     ) -> dict[tuple[str, str], Measured]:
         raw_best_batch(model, card, ids["short"][:64], task, sizes=(8,))  # warm-up
         found = {("short", "raw single"): raw_single(model, card, ids["short"], task,
@@ -112,6 +118,10 @@ def main() -> None:
             chosen = sizes[workload, mode] if sizes else default_sizes
             found[workload, mode] = raw_best_batch(model, card, sample, task, sort=sort,
                                                    **({"sizes": chosen} if chosen else {}))
+            if mode == "raw batched":
+                size = found[workload, mode].batch_size
+                found[workload, LANES] = raw_best_batch(lanes, card, sample, task,
+                                                        sizes=(size,), callers=2)
         return found
 
     for precision in args.precisions:
@@ -119,12 +129,13 @@ def main() -> None:
         if precision == "int8":
             onnx = quantized_model(onnx)
         model = OnnxModel(onnx, threads=2)
-        raw_before = measure_raw(model)
+        lanes = OnnxModel(onnx, threads=1)
+        raw_before = measure_raw(model, lanes)
         pipeline = EmbeddingPipeline(model, card, 16_384)
         sample = ids["short"][:32] + ids["long"][:32]
         vectors[precision] = l2_normalize(pipeline.embed([TokenBatch.from_lists(task, sample,
                                                                                  16_384)])[0])
-        del model, pipeline
+        del model, lanes, pipeline
         serve_args = {"quantize": "int8"} if precision == "int8" else {}
         with serve_run(folder, workdir, args=serve_args, cpus=None, timeout_s=900,
                        deployments=LAYOUTS[args.layout]) as service:
@@ -139,7 +150,7 @@ def main() -> None:
         # The raw figures again, at the best batch sizes found: a shared host drifts by
         # more than the targets' margins, so ratios use the mean of before and after.
         best = {key: (raw_before[key].batch_size,) for key in BATCHED}
-        raw_after = measure_raw(OnnxModel(onnx, threads=2), best)
+        raw_after = measure_raw(OnnxModel(onnx, threads=2), OnnxModel(onnx, threads=1), best)
         for (workload, mode), before in raw_before.items():
             record(precision, workload, mode, bracketed(before, raw_after[workload, mode]))
     progress.close()
@@ -189,6 +200,10 @@ def print_targets(rows: list[dict], vectors: dict, notes: dict, weights_mb: floa
         print(f"  served {load} / {name}, {workload}: {ratio:.2f}  (>= {goal})")
     print(f"  (served 4x16 / sorted raw ceiling, long: "
           f"{get('fp32', 'long', 'served 4x16') / ceiling_long:.2f})")
+    for workload, load in (("short", "32x1"), ("short", "8x16"), ("long", "4x16")):
+        best = max(get("fp32", workload, "raw batched"), get("fp32", workload, LANES))
+        print(f"  (served {load} / best in-process layout incl. 2 lanes, {workload}: "
+              f"{get('fp32', workload, f'served {load}') / best:.2f})")
     gap = get("fp32", "short", "served 1x1", "p50_ms") - get("fp32", "short", "raw single",
                                                               "p50_ms")
     print(f"  single short request p50, served - raw: {gap:.1f} ms  (<= 5)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
 from dataclasses import dataclass
 
@@ -67,11 +68,14 @@ def raw_single(model: OnnxModel, card: ModelCard, ids: list[list[int]],
 
 
 def raw_best_batch(model: OnnxModel, card: ModelCard, ids: list[list[int]], task: int | None,
-                   sizes=(1, 2, 4, 8, 16, 32, 64), sort: bool = True) -> Measured:
+                   sizes=(1, 2, 4, 8, 16, 32, 64), sort: bool = True,
+                   callers: int = 1) -> Measured:
     """Best texts/s over fixed batch sizes: with ``sort``, of length-sorted texts (the
     in-process ceiling); without, in the order given (fixed-count batching as a plain
     server or script does it, padding each batch to its longest text).
 
+    ``callers`` threads run batches at once on ``model`` (then a session with fewer
+    threads), each taking the next batch when free, as an encoder's parallel runs do.
     Every size runs all of ``ids``: a time limit would measure a few batches, and which
     lengths they hold would decide the figure (one batch of 16 long passages takes seconds).
     """
@@ -79,13 +83,33 @@ def raw_best_batch(model: OnnxModel, card: ModelCard, ids: list[list[int]], task
     best = Measured(0.0)
     for size in sizes:
         start = time.perf_counter()
-        for i in range(0, len(ordered), size):
-            batch, mask = pad([np.asarray(s) for s in ordered[i : i + size]], card.pad_token_id)
-            model.token_states(batch, mask, task)
+        run_batches(model, card, [ordered[i : i + size] for i in range(0, len(ordered), size)],
+                    task, callers)
         rate = len(ordered) / (time.perf_counter() - start)
         if rate > best.texts_per_s:
             best = Measured(rate, detail=f"batch {size}", batch_size=size)
     return best
+
+
+def run_batches(model: OnnxModel, card: ModelCard, batches: list[list[list[int]]],
+                task: int | None, callers: int = 1) -> None:
+    """Run ``batches`` in order, ``callers`` threads at once, each taking the next when free."""
+    pending, lock = iter(batches), threading.Lock()
+
+    def caller() -> None:
+        while True:
+            with lock:
+                batch = next(pending, None)
+            if batch is None:
+                return
+            model.token_states(*pad([np.asarray(s) for s in batch], card.pad_token_id), task)
+
+    threads = [threading.Thread(target=caller) for _ in range(callers - 1)]
+    for thread in threads:
+        thread.start()
+    caller()
+    for thread in threads:
+        thread.join()
 
 
 async def served(url: str, texts: list[str], clients: int, per_request: int,

@@ -107,6 +107,28 @@ def plan_runs(lengths: np.ndarray, budget: int) -> list[np.ndarray]:
     return runs
 
 
+def plan_even_runs(lengths: np.ndarray, budget: int, parts: int) -> list[np.ndarray]:
+    """Runs as ``plan_runs`` packs them, but a multiple of ``parts`` runs of even size.
+
+    For ``parts`` runs going at once: greedy packing leaves a small last run, and the part
+    that gets it idles while the others finish (32 queued queries: runs of 24 and 8). The
+    smallest budget that still needs no more runs than the next multiple of ``parts``
+    evens them out (two runs of 16). Never more runs than sequences.
+    """
+    runs = plan_runs(lengths, budget)
+    if parts <= 1 or len(lengths) < 2:
+        return runs
+    target = min(len(lengths), -(-len(runs) // parts) * parts)
+    low, high = 1, budget  # fewer runs with a larger budget: search the smallest that fits
+    while low < high:
+        middle = (low + high) // 2
+        if len(plan_runs(lengths, middle)) <= target:
+            high = middle
+        else:
+            low = middle + 1
+    return plan_runs(lengths, low)
+
+
 def pad(sequences: Sequence[np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
     """Right-pad to a ``[batch, longest]`` int64 id matrix and its attention mask."""
     longest = max(len(s) for s in sequences)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from encoder.batching import TokenBatch, pad, plan_runs
+from encoder.batching import TokenBatch, pad, plan_even_runs
 from encoder.errors import EncoderFailure
 from encoder.model_card import ModelCard
 from encoder.model_files import resolve_model
@@ -27,12 +29,23 @@ class EmbeddingPipeline:
 
     Returns raw pooled vectors (not normalised): what a client asked for (dimensions,
     normalisation, encoding) is applied by the ingress, so one batch never mixes options.
+
+    With ``lanes`` (a second session of the same model, fewer threads each) and more than
+    one run to do, ``lane_count`` runs go at once, one per lane thread, instead of one run
+    at a time on all of ``model``'s threads: a run that is alone (a lone query) still gets
+    them all. Parallel runs share no barrier, so a core taken away for a moment (by Ray's
+    own processes, say) stalls one run instead of every thread of the one run.
     """
 
-    def __init__(self, model: OnnxModel, card: ModelCard, max_batch_tokens: int) -> None:
+    def __init__(self, model: OnnxModel, card: ModelCard, max_batch_tokens: int,
+                 lanes: OnnxModel | None = None, lane_count: int = 1) -> None:
         self.model = model
         self.card = card
         self.max_batch_tokens = max_batch_tokens
+        self.lanes = lanes if lane_count > 1 else None
+        self._lane_pool = (ThreadPoolExecutor(lane_count, thread_name_prefix="onnx-lane")
+                           if self.lanes is not None else None)
+        self._lane_count = lane_count
         # Told (sequences, padded tokens, seconds) of every ONNX run: the replica's metrics.
         self.on_run: Callable[[int, int, float], None] | None = None
         self._pool = POOLERS[card.pooling]
@@ -49,22 +62,30 @@ class EmbeddingPipeline:
         card = ModelCard.from_folder(files.root)
         onnx = quantized_model(files.onnx) if settings.quantize == "int8" else files.onnx
         logger.info("loading %s with %d ORT thread(s)", onnx, threads)
-        return cls(OnnxModel(onnx, threads), card, settings.max_batch_tokens)
+        lane_count = min(settings.parallel_runs, threads)
+        lanes = None
+        if lane_count > 1:
+            logger.info("parallel runs: %d at once, %d ORT thread(s) each",
+                        lane_count, threads // lane_count)
+            lanes = OnnxModel(onnx, threads // lane_count)
+        return cls(OnnxModel(onnx, threads), card, settings.max_batch_tokens, lanes, lane_count)
 
     def _warm_up(self) -> int:
         # The first ORT run allocates and plans; do it before traffic, and learn the width.
-        return int(self._canary().shape[-1])
+        if self.lanes is not None:
+            self._canary(self.lanes)
+        return int(self._canary(self.model).shape[-1])
 
     def check(self) -> None:
-        """Raise unless a tiny run through the session still gives finite states."""
-        states = self._canary()
-        if not np.isfinite(states).all():
-            raise RuntimeError("the ONNX session returned non-finite values")
+        """Raise unless a tiny run through each session still gives finite states."""
+        for model in (self.model, self.lanes):
+            if model is not None and not np.isfinite(self._canary(model)).all():
+                raise RuntimeError("the ONNX session returned non-finite values")
 
-    def _canary(self) -> np.ndarray:
+    def _canary(self, model: OnnxModel) -> np.ndarray:
         ids = np.full((1, 4), self.card.pad_token_id, dtype=np.int64)
-        task = 0 if self.model.has_task_id else None
-        return self.model.token_states(ids, np.ones_like(ids), task)
+        task = 0 if model.has_task_id else None
+        return model.token_states(ids, np.ones_like(ids), task)
 
     def embed(self, batches: Sequence[TokenBatch]) -> list[np.ndarray | EncoderFailure]:
         """Pooled vectors for each batch, in input order; a failed run fails only its batches."""
@@ -77,25 +98,55 @@ class EmbeddingPipeline:
                 spans = None if batch.spans is None else batch.spans[k]
                 by_task[batch.task_id].append(_Item(b, row, sequence, spans))
                 row += 1 if spans is None else len(spans)
+        lanes = self._lane_count if self.lanes is not None else 1
+        runs: list[tuple[list[_Item], int | None]] = []
         for task_id, items in by_task.items():
             lengths = np.fromiter((len(i.sequence) for i in items), dtype=np.int64)
-            for run in plan_runs(lengths, self.max_batch_tokens):
-                members = [items[i] for i in run]
-                try:
-                    pooled = self._run(members, task_id)
-                except Exception as exc:  # one bad run must not fail the other batches
-                    logger.exception("ONNX run failed")
-                    for member in members:
-                        failures[member.batch] = EncoderFailure(f"encoder run failed: {exc}")
-                    continue
-                for member, vectors in zip(members, pooled, strict=True):
-                    results[member.batch][member.row : member.row + len(vectors)] = vectors
+            runs.extend(([items[i] for i in run], task_id)
+                        for run in plan_even_runs(lengths, self.max_batch_tokens, lanes))
+
+        def execute(members: list[_Item], task_id: int | None, model: OnnxModel) -> None:
+            try:
+                pooled = self._run(members, task_id, model)
+            except Exception as exc:  # one bad run must not fail the other batches
+                logger.exception("ONNX run failed")
+                for member in members:
+                    failures[member.batch] = EncoderFailure(f"encoder run failed: {exc}")
+                return
+            for member, vectors in zip(members, pooled, strict=True):
+                results[member.batch][member.row : member.row + len(vectors)] = vectors
+
+        if lanes == 1 or len(runs) == 1:
+            for members, task_id in runs:
+                execute(members, task_id, self.model)
+        else:
+            self._in_lanes(runs, execute)
         return [failures.get(b, result) for b, result in enumerate(results)]
 
-    def _run(self, items: list[_Item], task_id: int | None) -> list[np.ndarray]:
+    def _in_lanes(self, runs: list, execute: Callable) -> None:
+        # Each lane takes the next run when it is free, biggest runs first, so the lanes
+        # finish close together instead of one idling while the other ends a long run.
+        assert self._lane_pool is not None
+        runs = sorted(runs, key=lambda run: -len(run[0]) * max(len(i.sequence) for i in run[0]))
+        pending, lock = iter(runs), threading.Lock()
+
+        def lane() -> None:
+            while True:
+                with lock:
+                    run = next(pending, None)
+                if run is None:
+                    return
+                execute(*run, self.lanes)
+
+        lanes = [self._lane_pool.submit(lane) for _ in range(min(self._lane_count, len(runs)))]
+        for future in lanes:
+            future.result()
+
+    def _run(self, items: list[_Item], task_id: int | None,
+             model: OnnxModel) -> list[np.ndarray]:
         ids, mask = pad([i.sequence for i in items], self.card.pad_token_id)
         started = time.perf_counter()
-        states = self.model.token_states(ids, mask, task_id)
+        states = model.token_states(ids, mask, task_id)
         if self.on_run is not None:
             self.on_run(len(items), ids.size, time.perf_counter() - started)
         pooled = self._pool(states, mask)

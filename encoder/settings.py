@@ -64,12 +64,20 @@ class ServiceSettings(BaseModel):
         would in arrival order. Larger windows pad less, but return their requests together
         at the window's end and let a big request queue more ahead of a lone query.
         Must be >= max_batch_tokens. Measured (jina-v3-sized, 8 clients x 16 short
-        queries): 4096 served 8-11% more than 512 (``benchmarks/sort_window.py``).
+        queries): 4096 served 8-11% more than 512 (``benchmarks/served_ab.py``).
       batch_wait_timeout_s: how long the encoder waits for more requests to fill a batch.
         0 (measured best here) still batches under load: requests that arrive during an ONNX
         run join the next one; a wait only adds latency to a lone request.
       ort_threads: ONNX Runtime intra-op threads per encoder replica (None = the replica's
         ``num_cpus``, at least 1). More threads than CPUs makes every replica slower.
+      parallel_runs: ONNX runs an encoder replica executes at once when several are queued,
+        each on ``ort_threads // parallel_runs`` threads of a second session of the model; a
+        lone input still runs on all ``ort_threads``. Parallel runs share no barrier, so a
+        core taken for a moment (by Ray's own processes) stalls one run, not every thread.
+        Measured (jina-v3-sized, 2 cores, 2 against 1, ``benchmarks/served_ab.py``): +6 to
+        +10% at 8 clients x 16 short queries, +13 to +15% at 32 x 1, +9 to +34% for long
+        passages at 4 x 16. Costs a second session: the replica's RSS roughly doubles
+        (jina-v3-sized fp32: ~1.3 GB more). 1 runs one at a time. Capped at ``ort_threads``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -98,6 +106,7 @@ class ServiceSettings(BaseModel):
     sort_window_tokens: int = Field(default=4096, ge=1)
     batch_wait_timeout_s: float = Field(default=0.0, ge=0.0)
     ort_threads: int | None = Field(default=None, ge=1)
+    parallel_runs: int = Field(default=2, ge=1)
 
     @model_validator(mode="after")
     def _window_holds_a_run(self) -> ServiceSettings:

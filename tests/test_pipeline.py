@@ -1,5 +1,7 @@
 """The encoder core against the per-text reference: batching must never change a vector."""
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -9,14 +11,16 @@ from encoder.model_card import ModelCard
 from encoder.pipeline import EmbeddingPipeline
 from encoder.pooling import l2_normalize
 from encoder.runtime import OnnxModel
+from encoder.settings import ServiceSettings
 from tests.reference import cosine
 
 TEXTS = ["Hello world", "你好，世界", "emoji 😀🎉 ok", "a much longer sentence " * 12, "x"]
 
 
-def make_pipeline(folder, budget=16_384):
-    return EmbeddingPipeline(OnnxModel(folder / "onnx/model.onnx", threads=1),
-                             ModelCard.from_folder(folder), budget)
+def make_pipeline(folder, budget=16_384, lanes=1):
+    path = folder / "onnx/model.onnx"
+    return EmbeddingPipeline(OnnxModel(path, threads=1), ModelCard.from_folder(folder), budget,
+                             OnnxModel(path, threads=1) if lanes > 1 else None, lanes)
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +40,9 @@ def test_discovers_bert_io(minilm_dir):
     assert bert.model.output_name == "last_hidden_state" and bert.width == 384
 
 
-@pytest.mark.parametrize("budget", [1, 40, 16_384])
-def test_batched_equals_reference_for_every_budget(jina_dir, jina_reference, budget):
-    pipeline = make_pipeline(jina_dir, budget)
+@pytest.mark.parametrize(("budget", "lanes"), [(1, 1), (40, 1), (16_384, 1), (1, 2), (40, 3)])
+def test_batched_equals_reference_for_every_budget(jina_dir, jina_reference, budget, lanes):
+    pipeline = make_pipeline(jina_dir, budget, lanes)
     tasks = ["retrieval.query", "text-matching", "retrieval.passage"]
     batches, expected = [], []
     for task in tasks:
@@ -71,6 +75,43 @@ def test_8192_tokens_run_and_8193_crash_the_graph(jina):
     # The failed run fails only the batch it holds.
     assert isinstance(results[1], EncoderFailure)
     assert isinstance(results[2], np.ndarray)
+
+
+def test_parallel_runs_fail_alone(jina_dir):
+    pipeline = make_pipeline(jina_dir, lanes=2)
+    over = TokenBatch.from_lists(4, [[0] + [5] * 8191 + [2]], 16_384)
+    fine = [TokenBatch.from_lists(4, [[0] + [5] * n + [2]], 16) for n in (3, 7, 12)]
+    results = pipeline.embed([fine[0], over, *fine[1:]])
+    assert isinstance(results[1], EncoderFailure)
+    alone = make_pipeline(jina_dir).embed(fine)
+    for got, want in zip([results[0], *results[2:]], alone, strict=True):
+        assert np.allclose(got, want, atol=1e-5)
+
+
+def test_a_lone_run_takes_the_full_session_and_several_take_the_lanes(jina_dir):
+    pipeline = make_pipeline(jina_dir, budget=40, lanes=2)
+    threads = []
+    pipeline.on_run = lambda *_: threads.append(threading.current_thread().name)
+    pipeline.embed([TokenBatch.from_lists(0, [[0, 5, 2]], 40)])
+    assert threads == [threading.current_thread().name]
+    threads.clear()
+    # Two short sequences would share one run; with lanes they split, one run per lane.
+    pipeline.embed([TokenBatch.from_lists(0, [[0, 5, 2]] * 2, 40)])
+    assert len(threads) == 2 and all(name.startswith("onnx-lane") for name in threads)
+
+
+@pytest.mark.parametrize(("threads", "parallel_runs", "lane_threads"),
+                         [(2, 2, 1), (1, 2, None), (4, 2, 2), (2, 1, None)])
+def test_load_opens_a_lane_session_when_threads_allow(jina_dir, threads, parallel_runs,
+                                                      lane_threads):
+    settings = ServiceSettings(model=str(jina_dir), parallel_runs=parallel_runs)
+    pipeline = EmbeddingPipeline.load(settings, threads)
+    assert _threads(pipeline.model) == threads
+    assert (pipeline.lanes and _threads(pipeline.lanes)) == lane_threads
+
+
+def _threads(model: OnnxModel) -> int:
+    return model.session.get_session_options().intra_op_num_threads
 
 
 def test_minilm_vectors_mean_something(minilm_dir, minilm_reference):

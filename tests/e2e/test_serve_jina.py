@@ -30,7 +30,10 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def base_url(jina_dir, tmp_path_factory):
-    with serve_run(jina_dir, tmp_path_factory.mktemp("serve-jina")) as service:
+    # 2 ORT threads on a fractional CPU share: the encoder opens its 1-thread lane session
+    # (parallel_runs defaults to 2), so every test here also runs through parallel runs.
+    with serve_run(jina_dir, tmp_path_factory.mktemp("serve-jina"),
+                   args={"ort_threads": 2}) as service:
         yield service.url
 
 
