@@ -127,7 +127,17 @@ class EmbeddingPipeline:
         # Each lane takes the next run when it is free, biggest runs first, so the lanes
         # finish close together instead of one idling while the other ends a long run.
         assert self._lane_pool is not None
-        runs = sorted(runs, key=lambda run: -len(run[0]) * max(len(i.sequence) for i in run[0]))
+        runs = sorted(runs, key=_padded_tokens, reverse=True)
+        # A run bigger than its lane's share of the work (one long document among short
+        # queries) would hold one lane at 1/lane_count of the threads while the others go
+        # idle: it runs first, on the full session.
+        remaining = sum(_padded_tokens(run) for run in runs)
+        while len(runs) > 1 and _padded_tokens(runs[0]) * self._lane_count > remaining:
+            remaining -= _padded_tokens(runs[0])
+            execute(*runs.pop(0), self.model)
+        if len(runs) == 1:
+            execute(*runs[0], self.model)
+            return
         pending, lock = iter(runs), threading.Lock()
 
         def lane() -> None:
@@ -154,6 +164,11 @@ class EmbeddingPipeline:
             pooled[row : row + 1] if item.spans is None else span_means(states[row], item.spans)
             for row, item in enumerate(items)
         ]
+
+
+def _padded_tokens(run: tuple[list[_Item], int | None]) -> int:
+    members = run[0]
+    return len(members) * max(len(item.sequence) for item in members)
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,23 @@ def test_a_lone_run_takes_the_full_session_and_several_take_the_lanes(jina_dir):
     assert len(threads) == 2 and all(name.startswith("onnx-lane") for name in threads)
 
 
+def test_a_run_bigger_than_a_lanes_share_takes_the_full_session(jina_dir, jina_reference):
+    pipeline = make_pipeline(jina_dir, budget=512, lanes=2)
+    threads = []
+    pipeline.on_run = lambda sequences, tokens, _: threads.append(
+        (tokens, threading.current_thread().name))
+    document = [0] + [5] * 1998 + [2]
+    passages = [[0] + [7] * n + [2] for n in (195, 196, 197, 198)]
+    results = pipeline.embed([TokenBatch.from_lists(4, [document, *passages], 4096)])
+    # The document alone is more than half the work: it runs on the full session, first;
+    # the passages' runs (evened out to a multiple of 2) then go to the lanes.
+    assert threads[0] == (2000, threading.current_thread().name)
+    assert len(threads) >= 3 and all(name.startswith("onnx-lane") for _, name in threads[1:])
+    want = [jina_reference.embed_ids(ids, "text-matching") for ids in [document, *passages]]
+    for got, reference in zip(l2_normalize(results[0]), want, strict=True):
+        assert cosine(got, reference) >= 0.99999
+
+
 @pytest.mark.parametrize(("threads", "parallel_runs", "lane_threads"),
                          [(2, 2, 1), (1, 2, None), (4, 2, 2), (2, 1, None)])
 def test_load_opens_a_lane_session_when_threads_allow(jina_dir, threads, parallel_runs,
