@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
@@ -94,22 +94,17 @@ def raw_best_batch(model: OnnxModel, card: ModelCard, ids: list[list[int]], task
 def run_batches(model: OnnxModel, card: ModelCard, batches: list[list[list[int]]],
                 task: int | None, callers: int = 1) -> None:
     """Run ``batches`` in order, ``callers`` threads at once, each taking the next when free."""
-    pending, lock = iter(batches), threading.Lock()
 
-    def caller() -> None:
-        while True:
-            with lock:
-                batch = next(pending, None)
-            if batch is None:
-                return
-            model.token_states(*pad([np.asarray(s) for s in batch], card.pad_token_id), task)
+    def run(batch: list[list[int]]) -> None:
+        model.token_states(*pad([np.asarray(s) for s in batch], card.pad_token_id), task)
 
-    threads = [threading.Thread(target=caller) for _ in range(callers - 1)]
-    for thread in threads:
-        thread.start()
-    caller()
-    for thread in threads:
-        thread.join()
+    if callers == 1:  # in this thread, as the single-caller figures always were
+        for batch in batches:
+            run(batch)
+        return
+    with ThreadPoolExecutor(callers) as pool:
+        for _ in pool.map(run, batches):
+            pass
 
 
 async def served(url: str, texts: list[str], clients: int, per_request: int,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -43,9 +42,10 @@ class EmbeddingPipeline:
         self.card = card
         self.max_batch_tokens = max_batch_tokens
         self.lanes = lanes if lane_count > 1 else None
+        self._lane_count = lane_count if self.lanes is not None else 1
+        # Its workers take submitted runs in order, each the next one when it is free.
         self._lane_pool = (ThreadPoolExecutor(lane_count, thread_name_prefix="onnx-lane")
                            if self.lanes is not None else None)
-        self._lane_count = lane_count
         # Told (sequences, padded tokens, seconds) of every ONNX run: the replica's metrics.
         self.on_run: Callable[[int, int, float], None] | None = None
         self._pool = POOLERS[card.pooling]
@@ -98,12 +98,11 @@ class EmbeddingPipeline:
                 spans = None if batch.spans is None else batch.spans[k]
                 by_task[batch.task_id].append(_Item(b, row, sequence, spans))
                 row += 1 if spans is None else len(spans)
-        lanes = self._lane_count if self.lanes is not None else 1
         runs: list[tuple[list[_Item], int | None]] = []
         for task_id, items in by_task.items():
             lengths = np.fromiter((len(i.sequence) for i in items), dtype=np.int64)
-            runs.extend(([items[i] for i in run], task_id)
-                        for run in plan_even_runs(lengths, self.max_batch_tokens, lanes))
+            runs.extend(([items[i] for i in run], task_id) for run in
+                        plan_even_runs(lengths, self.max_batch_tokens, self._lane_count))
 
         def execute(members: list[_Item], task_id: int | None, model: OnnxModel) -> None:
             try:
@@ -116,7 +115,7 @@ class EmbeddingPipeline:
             for member, vectors in zip(members, pooled, strict=True):
                 results[member.batch][member.row : member.row + len(vectors)] = vectors
 
-        if lanes == 1 or len(runs) == 1:
+        if self._lane_pool is None:
             for members, task_id in runs:
                 execute(members, task_id, self.model)
         else:
@@ -124,32 +123,18 @@ class EmbeddingPipeline:
         return [failures.get(b, result) for b, result in enumerate(results)]
 
     def _in_lanes(self, runs: list, execute: Callable) -> None:
-        # Each lane takes the next run when it is free, biggest runs first, so the lanes
-        # finish close together instead of one idling while the other ends a long run.
+        # Biggest runs first, so the lanes finish close together instead of one idling while
+        # the other ends a long run. A run left alone, or bigger than its lane's share of
+        # the work (one long document among short queries), would hold one lane at
+        # 1/lane_count of the threads while the others idle: it runs on the full session.
         assert self._lane_pool is not None
         runs = sorted(runs, key=_padded_tokens, reverse=True)
-        # A run bigger than its lane's share of the work (one long document among short
-        # queries) would hold one lane at 1/lane_count of the threads while the others go
-        # idle: it runs first, on the full session.
         remaining = sum(_padded_tokens(run) for run in runs)
-        while len(runs) > 1 and _padded_tokens(runs[0]) * self._lane_count > remaining:
+        while runs and (len(runs) == 1
+                        or _padded_tokens(runs[0]) * self._lane_count > remaining):
             remaining -= _padded_tokens(runs[0])
             execute(*runs.pop(0), self.model)
-        if len(runs) == 1:
-            execute(*runs[0], self.model)
-            return
-        pending, lock = iter(runs), threading.Lock()
-
-        def lane() -> None:
-            while True:
-                with lock:
-                    run = next(pending, None)
-                if run is None:
-                    return
-                execute(*run, self.lanes)
-
-        lanes = [self._lane_pool.submit(lane) for _ in range(min(self._lane_count, len(runs)))]
-        for future in lanes:
+        for future in [self._lane_pool.submit(execute, *run, self.lanes) for run in runs]:
             future.result()
 
     def _run(self, items: list[_Item], task_id: int | None,
