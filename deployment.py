@@ -108,9 +108,11 @@ class Encoder:
         return True
 
     async def check_health(self) -> None:
-        """Ray's periodic health check: a tiny ONNX run, queued behind the batches.
+        """Ray's periodic health check, queued behind the batches on the ONNX thread.
 
-        A replica whose session fails raises here, is marked unhealthy and replaced.
+        Answering proves the replica's loop and ONNX thread are alive. After a failed run
+        it also runs a tiny inference: a replica whose session fails raises here, is marked
+        unhealthy and replaced.
         """
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self.pipeline.check)

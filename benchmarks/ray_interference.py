@@ -13,7 +13,8 @@ The served encoder pays this tax on every run: MLAS splits each matrix product s
 over the ORT threads, so when a Ray process wakes on one core the other thread waits for it.
 
 Usage: python -m benchmarks.ray_interference [--model jina-sized] [--rounds 6]
-           [--env RAY_SERVE_CONTROL_LOOP_INTERVAL_S=0.5 ...]
+           [--env RAY_SERVE_CONTROL_LOOP_INTERVAL_S=0.5 ...] [--args parallel_runs=1 ...]
+           [--threads Encoder]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import yaml
 
 from benchmarks.throughput import model_folder
 from benchmarks.workloads import raw_best_batch, short_queries, single_run_ms
@@ -48,6 +50,20 @@ def cpu_and_slices(pids: list[int]) -> dict[str, tuple[int, int]]:
                 fields = Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()
                 cpu, slices = totals.get(name, (0, 0))
                 totals[name] = (cpu + int(fields[0]), slices + int(fields[2]))
+    return totals
+
+
+def cpu_by_thread(pids: list[int], process: str) -> dict[str, int]:
+    """CPU nanoseconds so far of each thread name in the processes whose name holds ``process``."""
+    totals: dict[str, int] = {}
+    for pid in pids:
+        if process not in _name(pid):
+            continue
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{pid}/task"):
+                comm = Path(f"/proc/{pid}/task/{task}/comm").read_text().strip()
+                cpu = int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
+                totals[comm] = totals.get(comm, 0) + cpu
     return totals
 
 
@@ -79,6 +95,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--texts", type=int, default=30, help="ONNX runs per slice")
     parser.add_argument("--env", nargs="*", default=[], help="KEY=VALUE for the Ray session")
+    parser.add_argument("--args", nargs="*", default=[],
+                        help="KEY=VALUE application args (YAML values), e.g. parallel_runs=1")
+    parser.add_argument("--threads", default="Encoder",
+                        help="list this process's idle CPU per thread name")
     args = parser.parse_args()
 
     folder = model_folder(args.model)
@@ -90,13 +110,17 @@ def main() -> None:
     raw_best_batch(model, card, ids, task, sizes=(8,))  # warm-up
 
     env = dict(item.split("=", 1) for item in args.env)
-    with serve_run(folder, Path(tempfile.mkdtemp(prefix="bench-")), cpus=None, timeout_s=900,
-                   env=env) as service:
+    app_args = {key: yaml.safe_load(value)
+                for key, value in (item.split("=", 1) for item in args.args)}
+    with serve_run(folder, Path(tempfile.mkdtemp(prefix="bench-")), args=app_args, cpus=None,
+                   timeout_s=900, env=env) as service:
         time.sleep(20)  # let start-up work (first health checks, metrics) settle
         pids = session_members(service.process.pid)  # `serve run` leads its own session
-        before, start = cpu_and_slices(pids), time.perf_counter()
+        before, threads0 = cpu_and_slices(pids), cpu_by_thread(pids, args.threads)
+        start = time.perf_counter()
         time.sleep(10)
         after, seconds = cpu_and_slices(pids), time.perf_counter() - start
+        threads = cpu_by_thread(pids, args.threads)
         wakeups = 0.0
         print(f"idle Ray session ({len(pids)} processes), per second:")
         for name, (cpu, slices) in after.items():
@@ -105,6 +129,10 @@ def main() -> None:
             print(f"  {(slices - slices0) / seconds:6.0f} wake-ups "
                   f"{(cpu - cpu0) / 1e6 / seconds:6.1f} ms CPU  {name}")
         print(f"  {wakeups:6.0f} wake-ups in all")
+        print(f"{args.threads} threads, ms CPU per second:")
+        for comm, cpu in sorted(threads.items(), key=lambda item: -item[1]):
+            if (used := (cpu - threads0.get(comm, 0)) / 1e6 / seconds) >= 0.1:
+                print(f"  {used:6.1f}  {comm}")
         frozen, running, served = [], [], []
         with httpx.Client(timeout=60) as http:
             served_ms(http, service.url, texts[:3])  # warm

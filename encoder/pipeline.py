@@ -46,6 +46,8 @@ class EmbeddingPipeline:
         # Its workers take submitted runs in order, each the next one when it is free.
         self._lane_pool = (ThreadPoolExecutor(lane_count, thread_name_prefix="onnx-lane")
                            if self.lanes is not None else None)
+        # Sessions whose latest run failed: the health check runs its canary on these only.
+        self._failed: set[OnnxModel] = set()
         # Told (sequences, padded tokens, seconds) of every ONNX run: the replica's metrics.
         self.on_run: Callable[[int, int, float], None] | None = None
         self._pool = POOLERS[card.pooling]
@@ -77,10 +79,17 @@ class EmbeddingPipeline:
         return int(self._canary(self.model).shape[-1])
 
     def check(self) -> None:
-        """Raise unless a tiny run through each session still gives finite states."""
-        for model in (self.model, self.lanes):
-            if model is not None and not np.isfinite(self._canary(model)).all():
+        """Raise if a session whose latest run failed fails a tiny run too.
+
+        Passive while runs succeed: a canary through a jina-v3-sized session streams all
+        its weights (~0.1 s of a core per session) and, run every few seconds, stalled lone
+        queries queued behind it. A failed run may be its input's fault (the canary then
+        passes and clears it) or the session's (the canary fails: the replica is replaced).
+        """
+        for model in list(self._failed):
+            if not np.isfinite(self._canary(model)).all():
                 raise RuntimeError("the ONNX session returned non-finite values")
+            self._failed.discard(model)
 
     def _canary(self, model: OnnxModel) -> np.ndarray:
         ids = np.full((1, 4), self.card.pad_token_id, dtype=np.int64)
@@ -107,8 +116,10 @@ class EmbeddingPipeline:
         def execute(members: list[_Item], task_id: int | None, model: OnnxModel) -> None:
             try:
                 pooled = self._run(members, task_id, model)
+                self._failed.discard(model)
             except Exception as exc:  # one bad run must not fail the other batches
                 logger.exception("ONNX run failed")
+                self._failed.add(model)
                 for member in members:
                     failures[member.batch] = EncoderFailure(f"encoder run failed: {exc}")
                 return
@@ -145,6 +156,8 @@ class EmbeddingPipeline:
         if self.on_run is not None:
             self.on_run(len(items), ids.size, time.perf_counter() - started)
         pooled = self._pool(states, mask)
+        if not np.isfinite(pooled).all():  # spans lie inside the mask: this covers them too
+            raise FloatingPointError("the ONNX session returned non-finite values")
         return [
             pooled[row : row + 1] if item.spans is None else span_means(states[row], item.spans)
             for row, item in enumerate(items)

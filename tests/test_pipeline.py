@@ -146,7 +146,31 @@ def test_health_check_catches_a_broken_session(jina_dir, minilm_dir):
     pipeline.check()
     # A real but wrong session (MiniLM's inputs) makes every run fail, as a broken one would.
     pipeline.model.session = make_pipeline(minilm_dir).model.session
+    pipeline.check()  # passive: no run has failed yet, so the check runs nothing
+    batch = TokenBatch.from_lists(0, [[0, 100, 2]], 64)
+    assert isinstance(pipeline.embed([batch])[0], EncoderFailure)
     with pytest.raises(Exception, match=r"task_id|token_type_ids|input"):
+        pipeline.check()
+
+
+def test_a_run_failed_by_its_input_leaves_the_replica_healthy(jina_dir):
+    pipeline = make_pipeline(jina_dir)
+    bad = TokenBatch.from_lists(0, [[0, 10**9, 2]], 64)  # an id past the vocabulary
+    assert isinstance(pipeline.embed([bad])[0], EncoderFailure)
+    assert pipeline._failed == {pipeline.model}
+    pipeline.check()  # the canary passes: the session is fine, the input was not
+    assert not pipeline._failed
+
+
+def test_non_finite_states_fail_the_run(jina_dir, monkeypatch):
+    pipeline = make_pipeline(jina_dir)
+    states = pipeline.model.token_states
+    monkeypatch.setattr(pipeline.model, "token_states",
+                        lambda *args: states(*args) * np.float32("nan"))
+    batch = TokenBatch.from_lists(0, [[0, 100, 2]], 64)
+    failure = pipeline.embed([batch])[0]
+    assert isinstance(failure, EncoderFailure) and "non-finite" in str(failure)
+    with pytest.raises(RuntimeError, match="non-finite"):
         pipeline.check()
 
 
