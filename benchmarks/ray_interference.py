@@ -9,6 +9,9 @@ same interleaved rounds, times one-text HTTP requests to the service: a lone que
 latency split into Ray's tax on the run (idle - frozen) and the request path (served - idle).
 throughput.py measures raw and served minutes apart, and there host drift swamps the gap.
 
+``--threads NAME`` also lists that process's idle CPU by thread name (threads Python and
+ORT start inherit their creator's name, e.g. ``ray::IDLE``; ``py-spy dump`` maps the ids).
+
 The served encoder pays this tax on every run: MLAS splits each matrix product statically
 over the ORT threads, so when a Ray process wakes on one core the other thread waits for it.
 
@@ -130,9 +133,11 @@ def main() -> None:
                   f"{(cpu - cpu0) / 1e6 / seconds:6.1f} ms CPU  {name}")
         print(f"  {wakeups:6.0f} wake-ups in all")
         print(f"{args.threads} threads, ms CPU per second:")
-        for comm, cpu in sorted(threads.items(), key=lambda item: -item[1]):
-            if (used := (cpu - threads0.get(comm, 0)) / 1e6 / seconds) >= 0.1:
-                print(f"  {used:6.1f}  {comm}")
+        used = {comm: (cpu - threads0.get(comm, 0)) / 1e6 / seconds
+                for comm, cpu in threads.items()}
+        for comm, ms in sorted(used.items(), key=lambda item: -item[1]):
+            if ms >= 0.1:
+                print(f"  {ms:6.1f}  {comm}")
         frozen, running, served = [], [], []
         with httpx.Client(timeout=60) as http:
             served_ms(http, service.url, texts[:3])  # warm
