@@ -10,7 +10,8 @@ head runs an HTTP proxy (``proxy_location: HeadOnly``); on real machines keep ``
     python -m tools.local_cluster down
 
 Token authentication (Ray's default for new clusters) stays on: every node and the
-``serve`` CLI read the token from ``~/.ray/auth_token``.
+``serve`` CLI read the token from ``~/.ray/auth_token``, which ``up`` creates if missing
+(``ray start`` refuses to, unlike ``ray.init``: on a fresh machine it would fail).
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ class LocalCluster:
     def up(self) -> None:
         """Start the head, then the second node with its own temp dir and resources."""
         p = self.ports
+        subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], env=self.env,
+                       cwd=ROOT, stdout=subprocess.DEVNULL, check=True)
         common = [f"--num-cpus={self.cpus_per_node}", "--object-store-memory=300000000",
                   "--disable-usage-stats"]
         self._ray("start", "--head", f"--port={p.gcs}", "--dashboard-host=127.0.0.1",
