@@ -9,7 +9,7 @@ head runs an HTTP proxy (``proxy_location: HeadOnly``); on real machines keep ``
     python -m tools.local_cluster status
     python -m tools.local_cluster down
 
-Token authentication (Ray's default for new clusters) stays on: every node and the
+Ray's token authentication is on (``RAY_AUTH_MODE=token``; off by default): every node and the
 ``serve`` CLI read the token from ``~/.ray/auth_token``, which ``up`` creates if missing
 (``ray start`` refuses to, unlike ``ray.init``: on a fresh machine it would fail).
 """
