@@ -69,8 +69,9 @@ class EmbeddingPipeline:
         if lane_count > 1:
             logger.info("parallel runs: %d at once, %d ORT thread(s) each",
                         lane_count, threads // lane_count)
-            lanes = OnnxModel(onnx, threads // lane_count)
-        return cls(OnnxModel(onnx, threads), card, settings.max_batch_tokens, lanes, lane_count)
+            lanes = OnnxModel(onnx, threads // lane_count, settings.realtime_runs)
+        model = OnnxModel(onnx, threads, settings.realtime_runs)
+        return cls(model, card, settings.max_batch_tokens, lanes, lane_count)
 
     def _warm_up(self) -> int:
         # The first ORT run allocates and plans; do it before traffic, and learn the width.

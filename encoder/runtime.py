@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +14,11 @@ import numpy as np
 _STATE_OUTPUTS = ("text_embeds", "last_hidden_state", "token_embeddings")
 _KNOWN_INPUTS = {"input_ids", "attention_mask", "token_type_ids", "task_id"}
 _NP_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
+# Round-robin, not FIFO, so replicas with more threads than cores still take turns; the
+# lowest real-time priority: above every normal thread, below the kernel's own.
+_REALTIME_PRIORITY = 1
+
+logger = logging.getLogger(__name__)
 
 
 class OnnxModel:
@@ -19,9 +27,13 @@ class OnnxModel:
     Input and output names come from the session, so jina-v3 (``task_id`` scalar,
     ``text_embeds``) and plain BERT-style exports (``token_type_ids``, ``last_hidden_state``)
     both serve.
+
+    With ``realtime`` (where the OS permits it) ORT's threads and each run's calling thread
+    run under SCHED_RR: no normal thread (Ray's own loops, the ingress) can preempt a run
+    midway, which with ORT's statically split work would stall every thread of the run.
     """
 
-    def __init__(self, path: Path, threads: int) -> None:
+    def __init__(self, path: Path, threads: int, realtime: bool = False) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -34,9 +46,11 @@ class OnnxModel:
         # and tokenizer need between runs; on a small machine that costs more than it saves.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(
-            os.fspath(path), options, providers=["CPUExecutionProvider"]
-        )
+        self.realtime = realtime and _realtime_permitted()
+        with _realtime(self.realtime):  # ORT's pool threads inherit their creator's policy
+            self.session = ort.InferenceSession(
+                os.fspath(path), options, providers=["CPUExecutionProvider"]
+            )
         inputs = {i.name: i for i in self.session.get_inputs()}
         unknown = set(inputs) - _KNOWN_INPUTS
         missing = {"input_ids", "attention_mask"} - set(inputs)
@@ -70,7 +84,35 @@ class OnnxModel:
             feed["task_id"] = value if self._task_is_scalar else np.full(
                 (ids.shape[0],), task_id, dtype=self._dtypes["task_id"]
             )
-        return self.session.run([self.output_name], feed)[0]
+        with _realtime(self.realtime):
+            return self.session.run([self.output_name], feed)[0]
+
+
+@contextmanager
+def _realtime(on: bool) -> Iterator[None]:
+    """Run the block on this thread under SCHED_RR, then restore its policy (and nice)."""
+    if not on:
+        yield
+        return
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(_REALTIME_PRIORITY))
+    try:
+        yield
+    finally:
+        os.sched_setscheduler(0, policy, param)
+
+
+def _realtime_permitted() -> bool:
+    if not hasattr(os, "sched_setscheduler"):  # not Linux
+        logger.warning("realtime_runs: no real-time scheduling on this OS; normal priority")
+        return False
+    try:
+        with _realtime(True):
+            return True
+    except PermissionError:
+        logger.warning("realtime_runs: real-time scheduling is not permitted here (it needs "
+                       "CAP_SYS_NICE, e.g. docker run --cap-add SYS_NICE); normal priority")
+        return False
 
 
 def _state_output(outputs, path: Path) -> str:

@@ -78,6 +78,18 @@ class ServiceSettings(BaseModel):
         +10% at 8 clients x 16 short queries, +13 to +15% at 32 x 1, +9 to +34% for long
         passages at 4 x 16. Costs a second session: the replica's RSS roughly doubles
         (jina-v3-sized fp32: ~1.3 GB more). 1 runs one at a time. Capped at ``ort_threads``.
+
+    Scheduling
+      realtime_runs: run ONNX on real-time threads (SCHED_RR, the lowest real-time
+        priority) where the OS permits it: root with CAP_SYS_NICE, or a real-time priority
+        limit of at least 1 (``docker run --ulimit rtprio=1``); elsewhere a warning is logged
+        and runs go at normal priority. ORT splits each matrix product statically over its
+        threads, so a normal thread waking on a core (Ray's 100 Hz loops, the ingress)
+        stalls the whole run; it cannot preempt a real-time thread. Measured (jina-v3-sized,
+        2 cores, ``benchmarks/served_ab.py``, 2 rounds): a lone query's p50 19-20 ms lower,
+        32 clients x 1 short query +7 to +14%, 8 x 16 within drift. The cost: while runs go,
+        normal threads on those cores wait for them (the kernel keeps them 5%), so on a
+        machine shared with other latency-sensitive work leave them a core or turn it off.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -107,6 +119,7 @@ class ServiceSettings(BaseModel):
     batch_wait_timeout_s: float = Field(default=0.0, ge=0.0)
     ort_threads: int | None = Field(default=None, ge=1)
     parallel_runs: int = Field(default=2, ge=1)
+    realtime_runs: bool = True
 
     @model_validator(mode="after")
     def _window_holds_a_run(self) -> ServiceSettings:
