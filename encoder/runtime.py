@@ -111,7 +111,8 @@ def _realtime_permitted() -> bool:
             return True
     except PermissionError:
         logger.warning("realtime_runs: real-time scheduling is not permitted here (it needs "
-                       "CAP_SYS_NICE, e.g. docker run --cap-add SYS_NICE); normal priority")
+                       "root with CAP_SYS_NICE, or a real-time priority limit of at least 1, "
+                       "e.g. docker run --ulimit rtprio=1); normal priority")
         return False
 
 
