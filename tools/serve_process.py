@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -27,8 +28,34 @@ TEST_CPUS = {"Ingress": 0.1, "Encoder": 0.5}
 ENV = {"RAY_ADDRESS": "local", "RAY_USAGE_STATS_ENABLED": "0", **SERVE_ENV_DEFAULTS}
 
 
+# Ports come from below the kernel's ephemeral range and above Ray's worker ports
+# (10002-19999) and local_cluster's (20000-21999). A port the kernel hands out (bind to 0)
+# can be given again, to any outgoing connection, before the service binds it: CI once lost
+# a HAProxy metrics port that way.
+_PORTS_FROM = 22000
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port free on every address now, outside the range the kernel picks from itself."""
+    candidates = [p for p in range(_PORTS_FROM, _ephemeral_low()) if p not in _handed_out]
+    random.shuffle(candidates)
+    for port in candidates[:200]:
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as s:  # no such range on this host: let the kernel choose
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
