@@ -20,6 +20,7 @@ from encoder.auth import check_bearer
 from encoder.errors import APIError, EncoderFailure, error_envelope, type_for_status
 from encoder.metrics import IngressMetrics
 from encoder.output import render_json
+from encoder.request_body import read_json_body
 from encoder.service import EmbeddingsService
 
 logger = logging.getLogger(__name__)
@@ -49,9 +50,7 @@ def build_app(service: EmbeddingsService, ready: ReadyCheck,
         _require_api_key(app, api_key)
 
     async def embeddings(request: Request) -> Response:
-        _check_content_type(request.headers.get("content-type"))
-        body = await _read_body(request, max_body)
-        parsed = parse_embedding_request(body)
+        parsed = parse_embedding_request(await read_json_body(request, max_body))
         try:
             result = await service.create_embeddings(parsed)
         except EncoderFailure as exc:
@@ -65,8 +64,7 @@ def build_app(service: EmbeddingsService, ready: ReadyCheck,
     app.add_api_route("/embeddings", embeddings, methods=["POST"], include_in_schema=False)
 
     async def tokenize(request: Request) -> Response:
-        _check_content_type(request.headers.get("content-type"))
-        parsed = parse_request(TokenizeRequest, await _read_body(request, max_body))
+        parsed = parse_request(TokenizeRequest, await read_json_body(request, max_body))
         return Response(render_json(await service.tokenize(parsed)), media_type=_JSON)
 
     app.add_api_route("/tokenize", tokenize, methods=["POST"],
@@ -75,6 +73,11 @@ def build_app(service: EmbeddingsService, ready: ReadyCheck,
     @app.get("/v1/models")
     async def models() -> dict:
         return service.models()
+
+    # OpenAI's retrieve; ids may hold a slash ("jinaai/jina-embeddings-v3").
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str) -> dict:
+        return service.model(model_id)
 
     @app.get("/health")
     async def health() -> Response:
@@ -88,6 +91,10 @@ def build_app(service: EmbeddingsService, ready: ReadyCheck,
     async def index() -> dict:
         return {"service": "embeddings", "model": service.settings.served_model_name,
                 "endpoints": ["/v1/embeddings", "/v1/models", "/tokenize", "/health"]}
+
+    # HEAD too: some load balancers and uptime checkers probe with it.
+    for path, endpoint in (("/health", health), ("/", index)):
+        app.add_api_route(path, endpoint, methods=["HEAD"], include_in_schema=False)
 
     _install_error_handlers(app, service.metrics)
     _add_request_schema(app)
@@ -104,34 +111,6 @@ def _require_api_key(app: FastAPI, key: str) -> None:
             except APIError as exc:
                 return _error_response(exc)
         return await call_next(request)
-
-
-def _check_content_type(content_type: str | None) -> None:
-    # JSON under any JSON media type, none at all, or curl -d's form default (a JSON body
-    # sent by the old README's users); anything else is a client mistake worth naming.
-    media = (content_type or "").split(";")[0].strip().lower()
-    if media and "json" not in media and media != "application/x-www-form-urlencoded":
-        raise APIError(f"Content-Type {media!r} is not supported; send application/json",
-                       status=415, code="unsupported_media_type")
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_large(limit: int) -> APIError:
-    return APIError(
-        f"request body is larger than {limit} bytes", status=413, code="request_too_large"
-    )
 
 
 def _error_response(exc: APIError) -> JSONResponse:

@@ -136,7 +136,19 @@ class EmbeddingsService:
 
     def models(self) -> dict[str, Any]:
         """``GET /v1/models`` in the OpenAI list shape, with the model's facts added."""
-        entry = {
+        return {"object": "list", "data": [self._model_entry()]}
+
+    def model(self, model_id: str) -> dict[str, Any]:
+        """``GET /v1/models/{model_id}``: the served model's entry, or OpenAI's 404."""
+        if model_id != self.settings.served_model_name:
+            raise APIError(f"The model '{model_id}' does not exist; this server serves "
+                           f"'{self.settings.served_model_name}'", status=404,
+                           type="invalid_request_error", param="model",
+                           code="model_not_found")
+        return self._model_entry()
+
+    def _model_entry(self) -> dict[str, Any]:
+        return {
             "id": self.settings.served_model_name,
             "object": "model",
             "created": 0,
@@ -147,7 +159,6 @@ class EmbeddingsService:
             "matryoshka_dimensions": list(self.card.matryoshka_dims),
             "max_tokens": self.max_tokens,
         }
-        return {"object": "list", "data": [entry]}
 
     def _task(self, task: str | None) -> tuple[str | None, int | None]:
         if not self.card.tasks:

@@ -285,3 +285,15 @@ def test_tokenize_reports_ids_tokens_and_offsets(client, jina_dir):
                                         ({"inputs": "a", "extra": 1}, "extra")])
 def test_tokenize_bad_requests(client, body, param):
     assert_envelope(client.post("/tokenize", json=body), 400, param)
+
+
+def test_model_retrieve_and_head_probes(client):
+    entry = client.get("/v1/models/jina-embeddings-v3")
+    assert entry.status_code == 200 and entry.json() == client.get("/v1/models").json()["data"][0]
+    for missing in ("/v1/models/gpt-4", "/v1/models/jinaai/jina-embeddings-v3"):
+        response = client.get(missing)
+        assert_envelope(response, 404, "model")
+        assert response.json()["error"]["code"] == "model_not_found"
+    for path in ("/health", "/"):
+        head = client.head(path)
+        assert head.status_code == 200 and head.content == b""

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
+import json
 import random
 
 import httpx
 import numpy as np
+import openai
 import pytest
 from hypothesis import HealthCheck, given, settings
 from openai import AsyncOpenAI, OpenAI
@@ -47,6 +50,25 @@ def test_health_models_and_index(base_url):
     models = httpx.get(f"{base_url}/v1/models").json()
     assert models["data"][0]["id"] == "jina-embeddings-v3"
     assert httpx.get(f"{base_url}/").status_code == 200
+
+
+def test_openai_model_endpoints_and_head_probe(base_url, openai_client):
+    assert [m.id for m in openai_client.models.list()] == ["jina-embeddings-v3"]
+    assert openai_client.models.retrieve("jina-embeddings-v3").id == "jina-embeddings-v3"
+    with pytest.raises(openai.NotFoundError) as missing:
+        openai_client.models.retrieve("text-embedding-3-small")
+    assert missing.value.code == "model_not_found"
+    assert httpx.head(f"{base_url}/health").status_code == 200
+
+
+def test_gzip_request_body_through_the_proxy(base_url, jina_reference):
+    body = json.dumps({"input": TEXTS, "task": "retrieval.query"}).encode()
+    response = httpx.post(f"{base_url}/v1/embeddings", content=gzip.compress(body),
+                          headers={"content-type": "application/json",
+                                   "content-encoding": "gzip"})
+    assert response.status_code == 200, response.text
+    for item, text in zip(response.json()["data"], TEXTS, strict=True):
+        assert cosine(item["embedding"], jina_reference.embed(text, "retrieval.query")) >= 0.99999
 
 
 def test_curl_shaped_request_from_the_old_readme(base_url, jina_reference):
