@@ -24,7 +24,7 @@ async def read_json_body(request: Request, limit: int) -> bytes:
     expand past it. Raises 415 for a media type or encoding this API does not take, 413 over
     the limit, 400 for a body its encoding cannot decode.
     """
-    check_content_type(request.headers.get("content-type"))
+    _check_content_type(request.headers.get("content-type"))
     codings = _content_codings(request.headers.get("content-encoding"))
     body = await _read_raw(request, limit)
     if not codings:
@@ -34,7 +34,7 @@ async def read_json_body(request: Request, limit: int) -> bytes:
     return await asyncio.to_thread(_decode, body, codings, limit)
 
 
-def check_content_type(content_type: str | None) -> None:
+def _check_content_type(content_type: str | None) -> None:
     """415 unless the media type is JSON, absent, or curl ``-d``'s form default."""
     # The old README's users sent JSON with curl -d and no header, which curl labels as a
     # form; anything else is a client mistake worth naming.
@@ -59,12 +59,12 @@ def _content_codings(header: str | None) -> list[str]:
 async def _read_raw(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise too_large(limit)
+        raise _too_large(limit)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise too_large(limit)
+            raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -85,13 +85,13 @@ def _inflate(data: bytes, coding: str, limit: int) -> bytes:
         except zlib.error:
             continue
         if len(out) > limit:
-            raise too_large(limit, decoded=True)
+            raise _too_large(limit, decoded=True)
         if inflater.eof and not inflater.unused_data:
             return out
     raise invalid(f"request body is not valid {coding} data", code="invalid_content_encoding")
 
 
-def too_large(limit: int, decoded: bool = False) -> APIError:
+def _too_large(limit: int, decoded: bool = False) -> APIError:
     """The 413 for a body over ``limit`` bytes."""
     what = "decoded request body" if decoded else "request body"
     return APIError(f"{what} is larger than {limit} bytes", status=413,

@@ -143,8 +143,7 @@ class EmbeddingsService:
         if model_id != self.settings.served_model_name:
             raise APIError(f"The model '{model_id}' does not exist; this server serves "
                            f"'{self.settings.served_model_name}'", status=404,
-                           type="invalid_request_error", param="model",
-                           code="model_not_found")
+                           param="model", code="model_not_found")
         return self._model_entry()
 
     def _model_entry(self) -> dict[str, Any]:
