@@ -5,12 +5,8 @@ annotations`` here: Ray reads the builder's ``args`` type at run time to validat
 """
 
 import asyncio
-import logging
-import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Union
+from typing import List
 
-import numpy as np
 import ray
 from ray import serve
 from ray.exceptions import RayActorError
@@ -20,108 +16,67 @@ from ray.serve.handle import DeploymentHandle
 
 from encoder.auth import load_api_key
 from encoder.batching import TokenBatch
-from encoder.coalesce import Coalescer
-from encoder.errors import APIError, EncoderFailure, raise_failures
+from encoder.errors import EmbeddingError, ErrorKind
 from encoder.http_app import build_app
 from encoder.metrics import EncoderMetrics
 from encoder.model_card import ModelCard
 from encoder.model_files import resolve_model
-from encoder.pipeline import EmbeddingPipeline
+from encoder.scheduler import Result, Scheduler
 from encoder.service import EmbeddingsService
 from encoder.settings import ServiceSettings
 from encoder.tokenize import TextTokenizer
 
-logger = logging.getLogger("ray.serve")
 
-Result = Union[np.ndarray, EncoderFailure]
-# Handle calls one ingress replica keeps in flight to the encoders.
-_CALLS = 4
-
-
-def _group_tokens(groups: List[List[TokenBatch]]) -> int:
-    """Size of a pending ``@serve.batch`` batch: tokens, not requests (one group per call).
-
-    Runs inside Ray's batcher, where an exception would break batching: it never raises.
-    """
-    try:
-        return sum(b.size for group in groups for b in group)
-    except Exception:
-        return len(groups)
-
-
-def _replica_threads(settings: ServiceSettings) -> int:
-    if settings.ort_threads:
-        return settings.ort_threads
+def replica_threads(settings: ServiceSettings) -> int:
+    """ORT threads for this replica: ``batching.ort_threads``, else its CPUs rounded."""
+    if settings.batching.ort_threads:
+        return settings.batching.ort_threads
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
     return max(1, round(cpus))
 
 
 @serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 1})
 class Encoder:
-    """One ONNX Runtime session; concurrent calls are merged into token-budgeted batches."""
+    """ONNX Runtime behind the scheduler; ``@serve.batch`` hands it the calls that arrive
+    together, so concurrent requests share windows and runs."""
 
     def __init__(self, settings: ServiceSettings) -> None:
-        self.pipeline = EmbeddingPipeline.load(settings, _replica_threads(settings))
-        self._metrics = EncoderMetrics()
-        self.pipeline.on_run = self._metrics.run
-        # Arrival time of each token batch in this replica, for the queue-wait metric.
-        self._arrivals: Dict[int, float] = {}
-        # ORT runs on one dedicated thread so the event loop keeps queueing the next batch.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx")
-        # One pipeline call at a time, each taking everything queued meanwhile (up to the
-        # sort window), which it sorts by length and packs into max_batch_tokens runs.
-        self._runs = Coalescer(self._run, settings.sort_window_tokens, concurrency=1)
-        self.embed.set_max_batch_size(settings.sort_window_tokens)
-        self.embed.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
+        metrics = EncoderMetrics()
+        self.scheduler = Scheduler.load(settings, replica_threads(settings),
+                                        on_run=metrics.run, on_wait=metrics.waited)
+        self._enqueue.set_batch_wait_timeout_s(settings.batching.batch_wait_timeout_s)
 
-    async def _run(self, batches: List[TokenBatch]) -> List[Result]:
-        now = time.perf_counter()
-        for batch in batches:
-            self._metrics.waited(now - self._arrivals.pop(id(batch), now))
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.pipeline.embed, batches)
+    async def embed(self, batch: TokenBatch) -> Result:
+        """Pooled vectors of one token batch (an ``EmbeddingError`` if its run failed).
 
-    # Several batches may be "in flight": they all wait in the coalescer, which merges them.
-    @serve.batch(max_batch_size=512, batch_wait_timeout_s=0.0, max_concurrent_batches=16,
-                 batch_size_fn=_group_tokens)
-    async def embed(self, groups: List[List[TokenBatch]]) -> List[List[Result]]:
-        """Pooled vectors for each token batch of each group (a failure where a run failed).
-
-        A group is what one handle call carries: token batches of one or more requests.
+        A caller that goes away (client disconnect, timeout) cancels this call; its batch
+        is then dropped from the queue, or its runs skipped.
         """
-        flat = [batch for group in groups for batch in group]
-        now = time.perf_counter()
-        self._arrivals.update((id(batch), now) for batch in flat)
-        try:
-            results = await self._runs.submit(flat)
-        finally:
-            for batch in flat:  # a failed run never reached _run
-                self._arrivals.pop(id(batch), None)
-        out, start = [], 0
-        for group in groups:
-            out.append(results[start : start + len(group)])
-            start += len(group)
-        return out
+        return await (await self._enqueue(batch))
+
+    # Returns at once (the scheduler queues), so Ray's batcher never holds calls back
+    # behind a running window; at most a replica's max_ongoing_requests calls per group.
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0)
+    async def _enqueue(self, batches: List[TokenBatch]) -> List[asyncio.Future]:
+        return self.scheduler.enqueue(batches)
 
     async def ping(self) -> bool:
         """Readiness probe used by the ingress's ``/health``."""
         return True
 
     async def check_health(self) -> None:
-        """Ray's periodic health check, queued behind the batches on the ONNX thread.
+        """Ray's periodic health check, on the ONNX thread behind the running window.
 
-        Answering proves the replica's loop and ONNX thread are alive. After a failed run
-        it also runs a tiny inference: a replica whose session fails raises here, is marked
-        unhealthy and replaced.
+        Answering proves the replica's loop and ONNX thread are alive; after a failed run it
+        also runs a tiny inference, and a replica whose session fails it is replaced.
         """
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self.pipeline.check)
+        await self.scheduler.check_async()
 
 
 @serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.2})
 @serve.ingress()
 class Ingress:
-    """HTTP front: validates and tokenizes, fans token batches out to the encoders."""
+    """HTTP front: validates, admits and tokenizes; sends token batches to the encoders."""
 
     def __init__(self, settings: ServiceSettings, encoder: DeploymentHandle) -> None:
         files = resolve_model(settings.model, settings.onnx_file, settings.revision,
@@ -132,28 +87,20 @@ class Ingress:
         self.service = EmbeddingsService(
             settings, ModelCard.from_folder(files.root), TextTokenizer(files.root), self._embed
         )
-        # Token batches of concurrent requests travel to the encoders in one handle call:
-        # each call costs CPU in the router and the replica, which one-query requests would
-        # otherwise pay once each. 4 calls in flight keep several encoder replicas busy;
-        # together they carry one sort window, so a big request queues at most a window's
-        # work ahead of a lone query arriving after it.
-        call_tokens = max(settings.max_batch_tokens, settings.sort_window_tokens // _CALLS)
-        self._calls = Coalescer(self._call_encoder, call_tokens, concurrency=_CALLS)
 
-    async def _call_encoder(self, batches: List[TokenBatch]) -> List[Result]:
-        return await self._encoder.embed.remote(batches)
-
-    async def _embed(self, batches: List[TokenBatch]) -> List[np.ndarray]:
+    async def _embed(self, batches: List[TokenBatch]) -> List[Result]:
+        # One call per batch: the router spreads a big request's pieces over replicas.
         try:
-            results = await self._calls.submit(batches)
+            return await asyncio.gather(*(self._encoder.embed.remote(b) for b in batches))
         except BackPressureError as exc:
-            raise _unavailable("the encoders' queues are full", "overloaded",
-                               exc.retry_after_s) from exc
+            raise EmbeddingError(ErrorKind.UNAVAILABLE, "the encoders' queues are full; retry",
+                                 code="overloaded",
+                                 retry_after_s=max(1, round(exc.retry_after_s or 1))) from exc
         except (RayActorError, DeploymentUnavailableError) as exc:
             # A replica died or is restarting: the request is safe to retry.
-            raise _unavailable("an encoder replica failed while serving this request",
-                               "encoder_unavailable", None) from exc
-        return raise_failures(results)
+            raise EmbeddingError(ErrorKind.UNAVAILABLE, "an encoder replica failed while "
+                                 "serving this request; retry", code="encoder_unavailable",
+                                 retry_after_s=1) from exc
 
     async def _ready(self) -> bool:
         try:
@@ -165,12 +112,11 @@ class Ingress:
         return build_app(self.service, self._ready, self._api_key)
 
 
-def _unavailable(message: str, code: str, retry_after_s: Union[float, None]) -> APIError:
-    seconds = max(1, round(retry_after_s or 1))
-    return APIError(f"{message}; retry", status=503, type="server_error", code=code,
-                    headers={"Retry-After": str(seconds)})
-
-
 def app_builder(args: ServiceSettings) -> Application:
-    """Build the application from ``serve_config.yaml``'s ``args`` (validated by Ray)."""
+    """Build the application from ``serve_config.yaml``'s ``args`` (validated by Ray).
+
+    The model's metadata is resolved here first, so a model that cannot be found fails the
+    deployment at once with one clear message instead of failing replicas in a loop.
+    """
+    resolve_model(args.model, args.onnx_file, args.revision, with_onnx=False)
     return Ingress.bind(args, Encoder.bind(args))

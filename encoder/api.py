@@ -7,7 +7,7 @@ from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
-from encoder.errors import APIError, invalid
+from encoder.errors import EmbeddingError, invalid
 
 InputType = Union[StrictStr, list[StrictStr], list[StrictInt], list[list[StrictInt]]]
 
@@ -65,7 +65,7 @@ class EmbeddingRequest(BaseModel):
         return "float", wire or "float"
 
 
-def _conflict(reason: str) -> APIError:
+def _conflict(reason: str) -> EmbeddingError:
     return invalid(f"'encoding_format' conflicts with 'embedding_type': {reason}",
                    param="encoding_format")
 
@@ -107,7 +107,7 @@ def parse_request(schema: type[BaseModel], body: bytes):
         raise _as_api_error(exc) from None
 
 
-def _as_api_error(exc: ValidationError) -> APIError:
+def _as_api_error(exc: ValidationError) -> EmbeddingError:
     error = exc.errors(include_url=False)[0]
     kind, loc = error["type"], error["loc"]
     if kind == "json_invalid":

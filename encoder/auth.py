@@ -6,7 +6,7 @@ import hmac
 import os
 from pathlib import Path
 
-from encoder.errors import APIError
+from encoder.errors import EmbeddingError, ErrorKind
 
 API_KEY_ENV = "EMBEDDINGS_API_KEY"
 
@@ -28,8 +28,6 @@ def check_bearer(authorization: str | None, key: str) -> None:
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         token.strip().encode("utf-8"), key.encode("utf-8")
     ):
-        raise APIError(
-            "Incorrect or missing API key: send 'Authorization: Bearer <key>'",
-            status=401, type="invalid_request_error", code="invalid_api_key",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise EmbeddingError(ErrorKind.UNAUTHORIZED,
+                             "Incorrect or missing API key: send 'Authorization: Bearer <key>'",
+                             code="invalid_api_key")

@@ -10,14 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from encoder.api import (
-    EmbeddingRequest,
-    TokenizeRequest,
-    parse_embedding_request,
-    parse_request,
-)
+from encoder.api import EmbeddingRequest, TokenizeRequest, parse_request
 from encoder.auth import check_bearer
-from encoder.errors import APIError, EncoderFailure, error_envelope, type_for_status
+from encoder.errors import EmbeddingError, ErrorKind, error_envelope, type_for_status
 from encoder.metrics import IngressMetrics
 from encoder.output import render_json
 from encoder.request_body import read_json_body
@@ -50,12 +45,8 @@ def build_app(service: EmbeddingsService, ready: ReadyCheck,
         _require_api_key(app, api_key)
 
     async def embeddings(request: Request) -> Response:
-        parsed = parse_embedding_request(await read_json_body(request, max_body))
-        try:
-            result = await service.create_embeddings(parsed)
-        except EncoderFailure as exc:
-            raise APIError(str(exc), status=500, type="server_error") from exc
-        return Response(render_json(result), media_type=_JSON)
+        body = await read_json_body(request, max_body)
+        return Response(render_json(await service.create_embeddings(body)), media_type=_JSON)
 
     # Both paths: OpenAI clients append /embeddings to a base URL that may lack /v1.
     app.add_api_route(
@@ -84,7 +75,7 @@ def build_app(service: EmbeddingsService, ready: ReadyCheck,
         if await ready():
             return JSONResponse({"status": "ok"})
         return _error_response(
-            APIError("encoders are not ready", status=503, type="server_error")
+            EmbeddingError(ErrorKind.UNAVAILABLE, "encoders are not ready")
         )
 
     @app.get("/")
@@ -108,18 +99,18 @@ def _require_api_key(app: FastAPI, key: str) -> None:
         if request.url.path != "/health":
             try:
                 check_bearer(request.headers.get("authorization"), key)
-            except APIError as exc:
+            except EmbeddingError as exc:
                 return _error_response(exc)
         return await call_next(request)
 
 
-def _error_response(exc: APIError) -> JSONResponse:
-    return JSONResponse(exc.envelope(), status_code=exc.status, headers=exc.headers)
+def _error_response(exc: EmbeddingError) -> JSONResponse:
+    return JSONResponse(exc.envelope(), status_code=exc.status, headers=exc.headers())
 
 
 def _install_error_handlers(app: FastAPI, metrics: IngressMetrics) -> None:
-    @app.exception_handler(APIError)
-    async def api_error(_: Request, exc: APIError) -> JSONResponse:
+    @app.exception_handler(EmbeddingError)
+    async def embedding_error(_: Request, exc: EmbeddingError) -> JSONResponse:
         metrics.failed(exc.status, exc.code)
         return _error_response(exc)
 

@@ -56,11 +56,25 @@ def resolve_model(
     return ModelFiles(root=root, onnx=onnx)
 
 
+class ModelNotFoundError(FileNotFoundError):
+    """The model is neither a local folder nor downloadable nor in the hub cache."""
+
+
 def _download(repo_id: str, onnx_file: str, revision: str | None, with_onnx: bool) -> Path:
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     patterns = list(METADATA_PATTERNS)
     if with_onnx:
         # External weights are "<file>_data" (jina) or "<file>.data" (other exporters).
         patterns += [onnx_file, f"{onnx_file}_data", f"{onnx_file}.data"]
-    return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+        why = ("HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE
+               else f"the hub could not be reached or refused it ({type(exc).__name__})")
+        raise ModelNotFoundError(
+            f"model {repo_id!r} is not a local folder, and it could not be downloaded "
+            f"({why}) nor found in the Hugging Face cache {constants.HF_HUB_CACHE}; serve a "
+            "local folder instead (args.model in serve_config.yaml, EMBEDDINGS_MODEL or "
+            "--model) holding config.json, tokenizer.json and the ONNX file") from exc

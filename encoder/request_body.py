@@ -7,7 +7,7 @@ import zlib
 
 from starlette.requests import Request
 
-from encoder.errors import APIError, invalid
+from encoder.errors import EmbeddingError, ErrorKind, invalid
 
 # HTTP "deflate" is meant to be zlib-wrapped, but some clients send raw deflate; gzip has
 # its own header. wbits picks the wrapper (see zlib.decompressobj).
@@ -40,8 +40,8 @@ def _check_content_type(content_type: str | None) -> None:
     # form; anything else is a client mistake worth naming.
     media = (content_type or "").split(";")[0].strip().lower()
     if media and "json" not in media and media != "application/x-www-form-urlencoded":
-        raise APIError(f"Content-Type {media!r} is not supported; send application/json",
-                       status=415, code="unsupported_media_type")
+        raise EmbeddingError(ErrorKind.UNSUPPORTED_MEDIA, f"Content-Type {media!r} is not "
+                             "supported; send application/json", code="unsupported_media_type")
 
 
 def _content_codings(header: str | None) -> list[str]:
@@ -49,10 +49,10 @@ def _content_codings(header: str | None) -> list[str]:
     codings = [c for c in codings if c and c != "identity"]
     for coding in codings:
         if coding not in _WBITS:
-            raise APIError(
+            raise EmbeddingError(
+                ErrorKind.UNSUPPORTED_MEDIA,
                 f"Content-Encoding {coding!r} is not supported; send gzip, deflate or none",
-                status=415, code="unsupported_content_encoding",
-            )
+                code="unsupported_content_encoding")
     return codings
 
 
@@ -91,8 +91,8 @@ def _inflate(data: bytes, coding: str, limit: int) -> bytes:
     raise invalid(f"request body is not valid {coding} data", code="invalid_content_encoding")
 
 
-def _too_large(limit: int, decoded: bool = False) -> APIError:
+def _too_large(limit: int, decoded: bool = False) -> EmbeddingError:
     """The 413 for a body over ``limit`` bytes."""
     what = "decoded request body" if decoded else "request body"
-    return APIError(f"{what} is larger than {limit} bytes", status=413,
-                    code="request_too_large")
+    return EmbeddingError(ErrorKind.TOO_LARGE, f"{what} is larger than {limit} bytes",
+                          code="request_too_large")

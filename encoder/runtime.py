@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from encoder.model_files import ModelFiles
+from encoder.quantize import quantized_model
+from encoder.settings import ServiceSettings
 
 # Token-state outputs, best first. Jina's second output is a pooler, never an embedding.
 _STATE_OUTPUTS = ("text_embeds", "last_hidden_state", "token_embeddings")
 _KNOWN_INPUTS = {"input_ids", "attention_mask", "token_type_ids", "task_id"}
 _NP_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
-# Round-robin, not FIFO, so replicas with more threads than cores still take turns; the
-# lowest real-time priority: above every normal thread, below the kernel's own.
-_REALTIME_PRIORITY = 1
 
 logger = logging.getLogger(__name__)
 
@@ -27,13 +26,9 @@ class OnnxModel:
     Input and output names come from the session, so jina-v3 (``task_id`` scalar,
     ``text_embeds``) and plain BERT-style exports (``token_type_ids``, ``last_hidden_state``)
     both serve.
-
-    With ``realtime`` (where the OS permits it) ORT's threads and each run's calling thread
-    run under SCHED_RR: no normal thread (Ray's own loops, the ingress) can preempt a run
-    midway, which with ORT's statically split work would stall every thread of the run.
     """
 
-    def __init__(self, path: Path, threads: int, realtime: bool = False) -> None:
+    def __init__(self, path: Path, threads: int) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -46,11 +41,9 @@ class OnnxModel:
         # and tokenizer need between runs; on a small machine that costs more than it saves.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.realtime = realtime and _realtime_permitted()
-        with _realtime(self.realtime):  # ORT's pool threads inherit their creator's policy
-            self.session = ort.InferenceSession(
-                os.fspath(path), options, providers=["CPUExecutionProvider"]
-            )
+        self.threads = threads
+        self.session = ort.InferenceSession(os.fspath(path), options,
+                                            providers=["CPUExecutionProvider"])
         inputs = {i.name: i for i in self.session.get_inputs()}
         unknown = set(inputs) - _KNOWN_INPUTS
         missing = {"input_ids", "attention_mask"} - set(inputs)
@@ -84,36 +77,26 @@ class OnnxModel:
             feed["task_id"] = value if self._task_is_scalar else np.full(
                 (ids.shape[0],), task_id, dtype=self._dtypes["task_id"]
             )
-        with _realtime(self.realtime):
-            return self.session.run([self.output_name], feed)[0]
+        return self.session.run([self.output_name], feed)[0]
+
+    def canary(self, pad_id: int) -> np.ndarray:
+        """Token states of a tiny input: the first run (ORT allocates and plans) and the
+        health check's probe."""
+        ids = np.full((1, 4), pad_id, dtype=np.int64)
+        return self.token_states(ids, np.ones_like(ids), 0 if self.has_task_id else None)
 
 
-@contextmanager
-def _realtime(on: bool) -> Iterator[None]:
-    """Run the block on this thread under SCHED_RR, then restore its policy (and nice)."""
-    if not on:
-        yield
-        return
-    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
-    os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(_REALTIME_PRIORITY))
-    try:
-        yield
-    finally:
-        os.sched_setscheduler(0, policy, param)
-
-
-def _realtime_permitted() -> bool:
-    if not hasattr(os, "sched_setscheduler"):  # not Linux
-        logger.warning("realtime_runs: no real-time scheduling on this OS; normal priority")
-        return False
-    try:
-        with _realtime(True):
-            return True
-    except PermissionError:
-        logger.warning("realtime_runs: real-time scheduling is not permitted here (it needs "
-                       "root with CAP_SYS_NICE, or a real-time priority limit of at least 1, "
-                       "e.g. docker run --ulimit rtprio=1); normal priority")
-        return False
+def open_sessions(files: ModelFiles, settings: ServiceSettings,
+                  threads: int) -> tuple[OnnxModel, OnnxModel | None]:
+    """The model's session on ``threads`` ORT threads, plus the lane session of
+    ``threads // parallel_runs`` threads when parallel runs are on (else None)."""
+    assert files.onnx is not None
+    onnx = quantized_model(files.onnx) if settings.quantize == "int8" else files.onnx
+    lane_count = min(settings.batching.parallel_runs, threads)
+    logger.info("loading %s with %d ORT thread(s)%s", onnx, threads,
+                f", {lane_count} parallel runs" if lane_count > 1 else "")
+    lanes = OnnxModel(onnx, threads // lane_count) if lane_count > 1 else None
+    return OnnxModel(onnx, threads), lanes
 
 
 def _state_output(outputs, path: Path) -> str:

@@ -1,7 +1,7 @@
 """The ingress logic as a plain class: request in, OpenAI response out, no Ray or HTTP here.
 
 It is given an ``embed`` coroutine that turns token batches into pooled vectors: in Ray that
-calls encoder replicas through a deployment handle, in tests an in-process pipeline.
+calls encoder replicas through a deployment handle, elsewhere an in-process scheduler.
 """
 
 from __future__ import annotations
@@ -12,20 +12,19 @@ from typing import Any
 
 import numpy as np
 
-from encoder.admission import AdmissionControl
-from encoder.api import EmbeddingRequest, TokenizeRequest
+from encoder.admission import AdmissionControl, Ticket, estimate_tokens
+from encoder.api import EmbeddingRequest, TokenizeRequest, parse_embedding_request
 from encoder.batching import TokenBatch, request_batches
-from encoder.errors import APIError, invalid, raise_failures
+from encoder.errors import EmbeddingError, ErrorKind, invalid, raise_failures
 from encoder.late_chunking import combine_pieces, plan_late_chunks
 from encoder.metrics import IngressMetrics
 from encoder.model_card import ModelCard
 from encoder.output import embedding_items
-from encoder.pipeline import EmbeddingPipeline
 from encoder.pooling import finish
 from encoder.settings import ServiceSettings
 from encoder.tokenize import TextTokenizer
 
-Embedder = Callable[[list[TokenBatch]], Awaitable[list[np.ndarray]]]
+Embedder = Callable[[list[TokenBatch]], Awaitable[list[np.ndarray | EmbeddingError]]]
 
 # Below this many characters tokenizing inline is cheaper than a hop to a worker thread.
 _INLINE_TOKENIZE_CHARS = 4096
@@ -56,15 +55,26 @@ class EmbeddingsService:
         self.admission = AdmissionControl(settings.max_inflight_tokens,
                                           settings.max_inflight_requests)
 
-    async def create_embeddings(self, request: EmbeddingRequest) -> dict[str, Any]:
-        """Answer one embeddings request with the OpenAI response body."""
+    async def create_embeddings(self, body: bytes) -> dict[str, Any]:
+        """Answer one embeddings request (its JSON body) with the OpenAI response body.
+
+        Admission comes first, on an estimate from the body's size, so an overloaded
+        service refuses before parsing or tokenizing; the exact token count then holds the
+        budget.
+        """
+        with self.admission.admit(estimate_tokens(len(body))) as ticket:
+            return await self.embeddings(parse_embedding_request(body), ticket)
+
+    async def embeddings(self, request: EmbeddingRequest,
+                         ticket: Ticket | None = None) -> dict[str, Any]:
+        """Answer a parsed request; ``ticket`` is its admission (None: not admitted here)."""
         task, task_id = self._task(request.task)
         values, wire = request.output_format()
         self._check_dimensions(request.dimensions, self.card.hidden_size)
         if request.late_chunking:
-            vectors, tokens = await self._late_chunk_vectors(request, task, task_id)
+            vectors, tokens = await self._late_chunk_vectors(request, task, task_id, ticket)
         else:
-            vectors, tokens = await self._vectors(request, task, task_id)
+            vectors, tokens = await self._vectors(request, task, task_id, ticket)
         self._check_dimensions(request.dimensions, vectors.shape[1])
         vectors = finish(vectors, request.dimensions, request.normalized)
         self.metrics.embedded(task, len(vectors), tokens)
@@ -75,20 +85,19 @@ class EmbeddingsService:
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
 
-    async def _vectors(
-        self, request: EmbeddingRequest, task: str | None, task_id: int | None
-    ) -> tuple[np.ndarray, int]:
+    async def _vectors(self, request: EmbeddingRequest, task: str | None, task_id: int | None,
+                       ticket: Ticket | None) -> tuple[np.ndarray, int]:
         sequences = await self._token_sequences(request, task)
         tokens = self._check_request_tokens(sum(len(s) for s in sequences))
-        batches = request_batches(task_id, sequences, self.settings.max_batch_tokens,
-                                  self.settings.sort_window_tokens)
-        with self.admission.admit(tokens):
-            parts = await self._embed_in_time(batches)
+        if ticket is not None:
+            ticket.hold(tokens)
+        batches = request_batches(task_id, sequences, self.settings.batching.sort_window_tokens)
+        parts = await self._embed_in_time(batches)
         return (parts[0] if len(parts) == 1 else np.concatenate(parts)), tokens
 
-    async def _late_chunk_vectors(
-        self, request: EmbeddingRequest, task: str | None, task_id: int | None
-    ) -> tuple[np.ndarray, int]:
+    async def _late_chunk_vectors(self, request: EmbeddingRequest, task: str | None,
+                                  task_id: int | None,
+                                  ticket: Ticket | None) -> tuple[np.ndarray, int]:
         chunks = self._inputs(request)
         if not isinstance(chunks[0], str):
             raise invalid("late chunking needs text chunks, not token ids",
@@ -107,11 +116,11 @@ class EmbeddingsService:
         else:
             plan = await asyncio.to_thread(plan_late_chunks, *plan_args)
         tokens = self._check_request_tokens(sum(len(w) for w in plan.windows))
-        window = self.settings.sort_window_tokens
-        batches = [TokenBatch.from_lists(task_id, [w], window, spans=[s])
+        if ticket is not None:
+            ticket.hold(tokens)
+        batches = [TokenBatch.from_lists(task_id, [w], spans=[s])
                    for w, s in zip(plan.windows, plan.spans, strict=True)]
-        with self.admission.admit(tokens):
-            parts = await self._embed_in_time(batches)
+        parts = await self._embed_in_time(batches)
         return combine_pieces(plan, np.concatenate(parts)), plan.tokens
 
     def _check_request_tokens(self, tokens: int, at_least: bool = False) -> int:
@@ -126,13 +135,14 @@ class EmbeddingsService:
 
     async def _embed_in_time(self, batches: list[TokenBatch]) -> list[np.ndarray]:
         try:
-            return await asyncio.wait_for(self._embed(batches), self.settings.request_timeout_s)
+            results = await asyncio.wait_for(self._embed(batches),
+                                             self.settings.request_timeout_s)
         except asyncio.TimeoutError:
-            raise APIError(
+            raise EmbeddingError(
+                ErrorKind.TIMEOUT,
                 f"the encoders did not answer within {self.settings.request_timeout_s:g} s",
-                status=504, type="server_error", code="timeout",
-                headers={"Retry-After": str(self.admission.retry_after_s())},
-            ) from None
+                code="timeout", retry_after_s=self.admission.retry_after_s()) from None
+        return raise_failures(results)
 
     def models(self) -> dict[str, Any]:
         """``GET /v1/models`` in the OpenAI list shape, with the model's facts added."""
@@ -141,9 +151,9 @@ class EmbeddingsService:
     def model(self, model_id: str) -> dict[str, Any]:
         """``GET /v1/models/{model_id}``: the served model's entry, or OpenAI's 404."""
         if model_id != self.settings.served_model_name:
-            raise APIError(f"The model '{model_id}' does not exist; this server serves "
-                           f"'{self.settings.served_model_name}'", status=404,
-                           param="model", code="model_not_found")
+            raise EmbeddingError(ErrorKind.NOT_FOUND, f"The model '{model_id}' does not exist; "
+                                 f"this server serves '{self.settings.served_model_name}'",
+                                 param="model", code="model_not_found")
         return self._model_entry()
 
     def _model_entry(self) -> dict[str, Any]:
@@ -242,12 +252,3 @@ class EmbeddingsService:
         if sum(len(t) for t in texts) <= _INLINE_TOKENIZE_CHARS:
             return self.tokenizer.tokens(*args)
         return await asyncio.to_thread(self.tokenizer.tokens, *args)
-
-
-def local_embedder(pipeline: EmbeddingPipeline) -> Embedder:
-    """An ``Embedder`` that runs the pipeline in this process (tests, benchmarks, no Ray)."""
-
-    async def embed(batches: list[TokenBatch]) -> list[np.ndarray]:
-        return raise_failures(await asyncio.to_thread(pipeline.embed, batches))
-
-    return embed

@@ -10,6 +10,48 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+class BatchingSettings(BaseModel):
+    """How an encoder replica batches (``args.batching``): latency against throughput.
+
+    The figures behind each default are in docs/decisions/scheduler.md.
+
+    max_batch_tokens: padded tokens (longest input x inputs) per ONNX run. Long passages run
+      faster per text in small runs (attention and cache misses grow with the run); short
+      queries are flat from 512 up. An input longer than the budget runs alone.
+    sort_window_tokens: tokens the scheduler takes from its queue at once. It sorts them all
+      by length before packing runs, so runs hold inputs of near-equal length and pad
+      little. Larger windows pad less but return their requests together at the window's
+      end. The ingress splits requests into pieces of at most this many tokens, so a big
+      request queues at most this much ahead of a query arriving after it. Must be at
+      least ``max_batch_tokens``.
+    batch_wait_timeout_s: how long ``@serve.batch`` waits for more calls before handing
+      what it has to the scheduler. 0 still batches under load (calls that arrive during a
+      run join the next window); a wait only delays a lone request.
+    ort_threads: ONNX Runtime threads per encoder replica (None: the replica's
+      ``num_cpus``, rounded, at least 1). More threads than CPUs slows every replica.
+    parallel_runs: ONNX runs a replica executes at once when its window holds several,
+      each on its own thread of one session of ``ort_threads // parallel_runs`` threads. A
+      run shares no barrier with the others, so a core taken for a moment (by Ray's own
+      processes, the ingress) stalls one run, not all. The cost: a lone query runs on
+      fewer threads. 1 runs one at a time on all ``ort_threads``. Capped at ``ort_threads``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_batch_tokens: int = Field(default=512, ge=1)
+    sort_window_tokens: int = Field(default=4096, ge=1)
+    batch_wait_timeout_s: float = Field(default=0.0, ge=0.0)
+    ort_threads: int | None = Field(default=None, ge=1)
+    parallel_runs: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _window_holds_a_run(self) -> BatchingSettings:
+        if self.sort_window_tokens < self.max_batch_tokens:
+            raise ValueError(f"sort_window_tokens ({self.sort_window_tokens}) must be at least "
+                             f"max_batch_tokens ({self.max_batch_tokens})")
+        return self
+
+
 class ServiceSettings(BaseModel):
     """Options of the embedding application (the ``args`` of ``serve_config.yaml``).
 
@@ -20,8 +62,8 @@ class ServiceSettings(BaseModel):
       onnx_file: ONNX file inside the model folder. ``onnx/model_fp16.onnx`` halves memory
         but is slower on most CPUs than fp32.
       quantize: "int8" serves a dynamically quantized copy of ``onnx_file`` (weights int8),
-        built on first start and cached beside the model; faster on CPU, vectors within
-        ~0.99 cosine of fp32. "none" serves the file as it is.
+        built on first start and cached beside the model; faster on CPU, vectors close to
+        fp32's. "none" serves the file as it is.
       served_model_name: the ``model`` reported in responses and ``/v1/models``.
       default_task: task used when a request names none (models with tasks only).
       max_tokens: cap on tokens per input, below the model's own limit (None = the model's).
@@ -36,6 +78,8 @@ class ServiceSettings(BaseModel):
       max_inflight_tokens: tokens one ingress replica holds in flight (queued + running);
         a request that would exceed it gets 429 + Retry-After, unless nothing is in flight.
         Roughly throughput (tokens/s) x the queueing delay you accept; lower it on slow CPUs.
+        Checked first on an estimate from the body's size, so an overloaded service refuses
+        before tokenizing; the exact count then holds the budget.
       max_inflight_requests: requests one ingress replica holds in flight, likewise. Keep
         the Ingress's ``max_ongoing_requests`` above it so Ray's own queue stays empty.
       request_timeout_s: time an admitted request may wait for the encoders before a 504.
@@ -44,52 +88,13 @@ class ServiceSettings(BaseModel):
       late_chunking_overlap: tokens shared by consecutive windows when a late-chunked
         document is longer than the model's limit. Each token takes its state from the
         window where it sits farthest from an edge, so it keeps at least half this many
-        tokens of context on each side; the cost is this many extra tokens per window
-        (512 of 8192: 7%).
+        tokens of context on each side; the cost is this many extra tokens per window.
 
     Security
       api_key_file: file holding the API key; the environment variable
         ``EMBEDDINGS_API_KEY`` takes precedence. With neither, the service is open.
 
-    Batching (trade latency against throughput)
-      max_batch_tokens: padded tokens (longest input x inputs) per ONNX run. Measured
-        here (2 cores): short queries run equally fast from 512 to 16384; long passages
-        (100-500 tokens) run 2x faster per text at 512 than at 16384 (MiniLM 43.8 vs 21.2
-        texts/s; jina-v3-sized 2.6 vs 1.5), as attention and cache misses grow with the
-        batch. An input longer than the budget runs alone.
-      sort_window_tokens: tokens an encoder takes from its queue at once; an ingress keeps
-        at most this much in flight to the encoders (4 calls of a quarter each). The
-        encoder sorts the whole window by length before packing runs, so runs hold inputs of
-        near-equal length and pad little; work queued behind the window waits as long as it
-        would in arrival order. Larger windows pad less, but return their requests together
-        at the window's end and let a big request queue more ahead of a lone query.
-        Must be >= max_batch_tokens. Measured (jina-v3-sized, 8 clients x 16 short
-        queries): 4096 served 8-11% more than 512 (``benchmarks/served_ab.py``).
-      batch_wait_timeout_s: how long the encoder waits for more requests to fill a batch.
-        0 (measured best here) still batches under load: requests that arrive during an ONNX
-        run join the next one; a wait only adds latency to a lone request.
-      ort_threads: ONNX Runtime intra-op threads per encoder replica (None = the replica's
-        ``num_cpus``, at least 1). More threads than CPUs makes every replica slower.
-      parallel_runs: ONNX runs an encoder replica executes at once when several are queued,
-        each on ``ort_threads // parallel_runs`` threads of a second session of the model; a
-        lone input still runs on all ``ort_threads``. Parallel runs share no barrier, so a
-        core taken for a moment (by Ray's own processes) stalls one run, not every thread.
-        Measured (jina-v3-sized, 2 cores, 2 against 1, ``benchmarks/served_ab.py``): +6 to
-        +10% at 8 clients x 16 short queries, +13 to +15% at 32 x 1, +9 to +34% for long
-        passages at 4 x 16. Costs a second session: the replica's RSS roughly doubles
-        (jina-v3-sized fp32: ~1.3 GB more). 1 runs one at a time. Capped at ``ort_threads``.
-
-    Scheduling
-      realtime_runs: run ONNX on real-time threads (SCHED_RR, the lowest real-time
-        priority) where the OS permits it: root with CAP_SYS_NICE, or a real-time priority
-        limit of at least 1 (``docker run --ulimit rtprio=1``); elsewhere a warning is logged
-        and runs go at normal priority. ORT splits each matrix product statically over its
-        threads, so a normal thread waking on a core (Ray's 100 Hz loops, the ingress)
-        stalls the whole run; it cannot preempt a real-time thread. Measured (jina-v3-sized,
-        2 cores, ``benchmarks/served_ab.py``, 2 rounds): a lone query's p50 19-20 ms lower,
-        32 clients x 1 short query +7 to +14%, 8 x 16 within drift. The cost: while runs go,
-        normal threads on those cores wait for them (the kernel keeps them 5%), so on a
-        machine shared with other latency-sensitive work leave them a core or turn it off.
+    Batching: ``batching`` (``BatchingSettings``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -114,16 +119,4 @@ class ServiceSettings(BaseModel):
 
     api_key_file: str | None = None
 
-    max_batch_tokens: int = Field(default=512, ge=1)
-    sort_window_tokens: int = Field(default=4096, ge=1)
-    batch_wait_timeout_s: float = Field(default=0.0, ge=0.0)
-    ort_threads: int | None = Field(default=None, ge=1)
-    parallel_runs: int = Field(default=2, ge=1)
-    realtime_runs: bool = True
-
-    @model_validator(mode="after")
-    def _window_holds_a_run(self) -> ServiceSettings:
-        if self.sort_window_tokens < self.max_batch_tokens:
-            raise ValueError(f"sort_window_tokens ({self.sort_window_tokens}) must be at least "
-                             f"max_batch_tokens ({self.max_batch_tokens})")
-        return self
+    batching: BatchingSettings = BatchingSettings()

@@ -1,7 +1,7 @@
 import pytest
 
 from encoder.api import parse_embedding_request
-from encoder.errors import APIError
+from encoder.errors import EmbeddingError
 from tests.bad_inputs import BAD_REQUESTS
 
 # Cases that are well-formed JSON of the right shape and fail later, on limits or the model.
@@ -18,7 +18,7 @@ _SCHEMA_CASES = [c for c in BAD_REQUESTS if c.name not in _CHECKED_LATER and c.s
 
 @pytest.mark.parametrize("case", _SCHEMA_CASES, ids=[c.name for c in _SCHEMA_CASES])
 def test_schema_rejects(case):
-    with pytest.raises(APIError) as info:
+    with pytest.raises(EmbeddingError) as info:
         parse_embedding_request(case.body)
     assert info.value.status == case.status
     assert info.value.param == case.param

@@ -1,7 +1,7 @@
 import pytest
 
 from encoder.auth import API_KEY_ENV, check_bearer, load_api_key
-from encoder.errors import APIError
+from encoder.errors import EmbeddingError
 
 
 def test_env_wins_over_file(tmp_path, monkeypatch):
@@ -17,10 +17,10 @@ def test_env_wins_over_file(tmp_path, monkeypatch):
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer wrong", "Basic s3cret",
                                     "s3cret", "Bearer s3cret2"])
 def test_rejects(header):
-    with pytest.raises(APIError) as info:
+    with pytest.raises(EmbeddingError) as info:
         check_bearer(header, "s3cret")
     assert info.value.status == 401 and info.value.code == "invalid_api_key"
-    assert info.value.headers["WWW-Authenticate"] == "Bearer"
+    assert info.value.headers()["WWW-Authenticate"] == "Bearer"
 
 
 def test_accepts():

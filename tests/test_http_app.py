@@ -1,4 +1,4 @@
-"""The HTTP API in-process (FastAPI + the real ONNX pipeline, no Ray)."""
+"""The HTTP API in-process (FastAPI + the real scheduler and ONNX, no Ray)."""
 
 import asyncio
 import base64
@@ -10,12 +10,12 @@ from fastapi.testclient import TestClient
 
 from encoder.http_app import build_app
 from encoder.model_card import ModelCard
-from encoder.service import EmbeddingsService, local_embedder
+from encoder.service import EmbeddingsService
 from encoder.settings import ServiceSettings
 from encoder.tokenize import TextTokenizer
 from tests.bad_inputs import BAD_REQUESTS, ODD_BUT_VALID
 from tests.reference import cosine
-from tests.test_pipeline import make_pipeline
+from tests.test_scheduler import make_scheduler
 
 
 async def _ready() -> bool:
@@ -25,7 +25,7 @@ async def _ready() -> bool:
 def make_client(folder, api_key=None, embed=None, **overrides) -> TestClient:
     settings = ServiceSettings(model=str(folder), **overrides)
     service = EmbeddingsService(settings, ModelCard.from_folder(folder), TextTokenizer(folder),
-                                embed or local_embedder(make_pipeline(folder)))
+                                embed or make_scheduler(folder).embed)
     return TestClient(build_app(service, _ready, api_key))
 
 
@@ -223,6 +223,38 @@ def test_overload_is_429_while_admitted_work_runs(jina_dir):
     assert first.status_code == 200
     assert_envelope(second, 429, None)
     assert second.headers["retry-after"].isdigit()
+
+
+def test_overload_refuses_a_big_body_before_tokenizing_it(jina_dir, monkeypatch):
+    release = asyncio.Event()
+
+    async def held(batches):
+        await release.wait()
+        return [np.zeros((len(b), 64), dtype=np.float32) for b in batches]
+
+    settings = ServiceSettings(model=str(jina_dir), max_inflight_tokens=50_000)
+    service = EmbeddingsService(settings, ModelCard.from_folder(jina_dir),
+                                TextTokenizer(jina_dir), held)
+    app = build_app(service, _ready)
+    tokenized = []
+    encode = service.tokenizer.encode
+    monkeypatch.setattr(service.tokenizer, "encode",
+                        lambda texts, *a: tokenized.append(len(texts)) or encode(texts, *a))
+    big = {"input": ["many words in a long passage " * 60] * 100}  # ~190 kB: ~47k estimated
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            first = asyncio.create_task(http.post("/v1/embeddings", json={"input": "a " * 8000}))
+            await asyncio.sleep(0.2)
+            refused = await http.post("/v1/embeddings", json=big)
+            release.set()
+            return await first, refused
+
+    first, refused = asyncio.run(scenario())
+    assert first.status_code == 200
+    assert_envelope(refused, 429, None)
+    assert tokenized == [1]  # only the admitted request was tokenized
 
 
 def test_binary_embedding_types_follow_dimensions(client, jina_reference):

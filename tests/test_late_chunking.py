@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from encoder.errors import APIError
+from encoder.errors import EmbeddingError
 from encoder.late_chunking import _windows, combine_pieces, plan_late_chunks
 from encoder.tokenize import TextTokenizer
 from tests.reference import cosine, finish_reference, late_chunk_reference
@@ -102,6 +102,6 @@ def test_late_chunking_errors(client):
 
 
 def test_chunk_without_tokens_is_named(tokenizer):
-    with pytest.raises(APIError) as info:
+    with pytest.raises(EmbeddingError) as info:
         plan_late_chunks(tokenizer, ["hello", " ", "world"], "", window=64, overlap=0)
     assert "input[1]" in info.value.message

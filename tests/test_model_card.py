@@ -1,7 +1,7 @@
 import json
 
 from encoder.model_card import ModelCard
-from tools.test_models import INSTRUCTIONS, JINA_TINY_DIMS, TASKS
+from tests.models import INSTRUCTIONS, JINA_TINY_DIMS, TASKS
 
 
 def test_jina_card_reads_tasks_prefixes_dims_and_8192_limit(jina_dir):

@@ -4,10 +4,11 @@ import pytest
 
 from encoder.batching import TokenBatch
 from encoder.model_card import ModelCard
-from encoder.pipeline import EmbeddingPipeline
 from encoder.pooling import l2_normalize
 from encoder.quantize import quantized_model, source_digest
 from encoder.runtime import OnnxModel
+from encoder.scheduler import Scheduler
+from encoder.settings import BatchingSettings
 from tests.reference import cosine
 
 TEXTS = ["Hello world", "你好，世界", "a longer passage about quantization " * 6]
@@ -20,10 +21,10 @@ def model_copy(jina_dir, tmp_path_factory):
 
 
 def _vectors(onnx_path, folder, reference):
-    pipeline = EmbeddingPipeline(OnnxModel(onnx_path, threads=1),
-                                 ModelCard.from_folder(folder), 16_384)
+    scheduler = Scheduler(OnnxModel(onnx_path, threads=1), ModelCard.from_folder(folder),
+                          BatchingSettings(parallel_runs=1))
     ids = [reference.ids(t) for t in TEXTS]
-    return l2_normalize(pipeline.embed([TokenBatch.from_lists(4, ids, 16_384)])[0])
+    return l2_normalize(scheduler.run_window([TokenBatch.from_lists(4, ids)])[0])
 
 
 def test_int8_copy_is_built_once_and_close_to_fp32(model_copy, jina_reference):

@@ -5,7 +5,7 @@ import pytest
 from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerFast
 
-from encoder.errors import APIError
+from encoder.errors import EmbeddingError
 from encoder.tokenize import TextTokenizer
 
 
@@ -31,7 +31,7 @@ def test_matches_tokenizer_json_exactly(xlmr, jina_dir, text):
 
 
 def test_over_limit_is_a_400_naming_index_and_count(xlmr):
-    with pytest.raises(APIError) as info:
+    with pytest.raises(EmbeddingError) as info:
         xlmr.encode(["short", "word " * 50], limit=20, truncate=False)
     error = info.value
     assert error.status == 400 and error.param == "input"
@@ -55,13 +55,13 @@ def test_check_ids_bounds(xlmr):
     assert xlmr.check_ids([[0, 5, 2]], limit=10, truncate=False) == [[0, 5, 2]]
     assert xlmr.check_ids([[0, 5, 6, 7, 2]], limit=3, truncate=True) == [[0, 5, 6]]
     for bad in ([[-1]], [[250002]], [[]], [[0] * 11]):
-        with pytest.raises(APIError) as info:
+        with pytest.raises(EmbeddingError) as info:
             xlmr.check_ids(bad, limit=10, truncate=False)
         assert info.value.status == 400 and info.value.param == "input"
 
 
 def test_lone_surrogate_is_a_400(xlmr):
-    with pytest.raises(APIError, match=r"input\[1\].*surrogate"):
+    with pytest.raises(EmbeddingError, match=r"input\[1\].*surrogate"):
         xlmr.encode(["fine", "bad \ud800"], limit=100, truncate=False)
 
 

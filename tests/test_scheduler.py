@@ -1,0 +1,292 @@
+"""The encoder's scheduler against the per-text reference: batching never changes a vector,
+and the queue merges, skips and reports work as it promises."""
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from encoder.batching import TokenBatch
+from encoder.errors import EmbeddingError
+from encoder.model_card import ModelCard
+from encoder.pooling import l2_normalize
+from encoder.runtime import OnnxModel
+from encoder.scheduler import Scheduler, plan_even_runs, plan_runs
+from encoder.settings import BatchingSettings, ServiceSettings
+from tests.reference import cosine
+
+TEXTS = ["Hello world", "你好，世界", "emoji 😀🎉 ok", "a much longer sentence " * 12, "x"]
+
+
+def make_scheduler(folder, budget=16_384, lanes=1, window=None, **observers) -> Scheduler:
+    path = folder / "onnx/model.onnx"
+    batching = BatchingSettings(max_batch_tokens=budget, parallel_runs=lanes,
+                                sort_window_tokens=window or max(budget, 4096))
+    return Scheduler(OnnxModel(path, threads=1), ModelCard.from_folder(folder), batching,
+                     OnnxModel(path, threads=1) if lanes > 1 else None, **observers)
+
+
+def batch(task, sequences) -> TokenBatch:
+    return TokenBatch.from_lists(task, sequences)
+
+
+def tokens(*lengths):
+    return [[0] + [100] * (n - 2) + [2] for n in lengths]
+
+
+@pytest.fixture(scope="module")
+def jina(jina_dir):
+    return make_scheduler(jina_dir)
+
+
+def test_discovers_jina_and_bert_io(jina, minilm_dir):
+    assert jina.model.has_task_id and not jina.model.has_token_types
+    assert jina.model.output_name == "text_embeds" and jina.width == 64
+    bert = make_scheduler(minilm_dir)
+    assert bert.model.has_token_types and not bert.model.has_task_id
+    assert bert.model.output_name == "last_hidden_state" and bert.width == 384
+
+
+@pytest.mark.parametrize(("budget", "lanes"), [(1, 1), (40, 1), (16_384, 1), (1, 2), (40, 3)])
+def test_batched_equals_reference_for_every_budget(jina_dir, jina_reference, budget, lanes):
+    scheduler = make_scheduler(jina_dir, budget, lanes)
+    tasks = ["retrieval.query", "text-matching", "retrieval.passage"]
+    batches, expected = [], []
+    for task in tasks:
+        batches.append(batch(scheduler.card.task_id(task),
+                             [jina_reference.ids(t, task) for t in TEXTS]))
+        expected.append([jina_reference.embed(t, task) for t in TEXTS])
+    for got, want in zip(scheduler.run_window(batches), expected, strict=True):
+        for vector, reference in zip(l2_normalize(got), want, strict=True):
+            assert cosine(vector, reference) >= 0.99999
+
+
+def test_task_and_padding_change_the_model_output(jina, jina_reference):
+    ids = jina_reference.ids("Hello world")
+    by_task = [jina_reference.embed_ids(ids, task) for task in ("retrieval.query", "separation")]
+    assert cosine(*by_task) < 0.99
+    # Unmasked padding would change the states: the model really depends on the mask.
+    feed_ids = np.array([ids + [1] * 5])
+    unmasked = jina.model.token_states(feed_ids, np.ones_like(feed_ids), 4)[0, : len(ids)]
+    assert cosine(unmasked.mean(axis=0), jina_reference.embed_ids(ids, "text-matching")) < 0.999
+
+
+def test_8192_tokens_run_and_8193_fail_only_their_batch(jina):
+    results = jina.run_window([batch(4, tokens(8192)), batch(4, tokens(8193)),
+                               batch(4, [[0, 5, 2]])])
+    assert isinstance(results[0], np.ndarray) and np.isfinite(results[0]).all()
+    assert isinstance(results[1], EmbeddingError) and results[1].status == 500
+    assert isinstance(results[2], np.ndarray)
+
+
+def test_parallel_runs_fail_alone(jina_dir):
+    scheduler = make_scheduler(jina_dir, budget=16, lanes=2)
+    fine = [batch(4, tokens(n)) for n in (5, 9, 14)]
+    results = scheduler.run_window([fine[0], batch(4, tokens(8193)), *fine[1:]])
+    assert isinstance(results[1], EmbeddingError)
+    alone = make_scheduler(jina_dir).run_window(fine)
+    for got, want in zip([results[0], *results[2:]], alone, strict=True):
+        assert np.allclose(got, want, atol=1e-5)
+
+
+def test_a_lone_run_takes_the_full_session_and_several_take_the_lanes(jina_dir):
+    threads = []
+    scheduler = make_scheduler(jina_dir, budget=40, lanes=2,
+                               on_run=lambda *_: threads.append(threading.current_thread().name))
+    scheduler.run_window([batch(0, [[0, 5, 2]])])
+    assert threads == [threading.current_thread().name]
+    threads.clear()
+    # Two short sequences would share one run; with lanes they split, one run per lane.
+    scheduler.run_window([batch(0, [[0, 5, 2]] * 2)])
+    assert len(threads) == 2 and all(name.startswith("onnx-lane") for name in threads)
+
+
+def test_a_run_bigger_than_a_lanes_share_takes_the_full_session(jina_dir, jina_reference):
+    runs = []
+    scheduler = make_scheduler(jina_dir, budget=512, lanes=2, on_run=lambda s, padded, _:
+                               runs.append((padded, threading.current_thread().name)))
+    document = tokens(2000)[0]
+    passages = tokens(197, 198, 199, 200)
+    results = scheduler.run_window([batch(4, [document, *passages])])
+    # The document alone is more than half the work: it runs on the full session, first;
+    # the passages' runs (evened out to a multiple of 2) then go to the lanes.
+    assert runs[0] == (2000, threading.current_thread().name)
+    assert len(runs) >= 3 and all(name.startswith("onnx-lane") for _, name in runs[1:])
+    want = [jina_reference.embed_ids(ids, "text-matching") for ids in [document, *passages]]
+    for got, reference in zip(l2_normalize(results[0]), want, strict=True):
+        assert cosine(got, reference) >= 0.99999
+
+
+@pytest.mark.parametrize(("threads", "parallel_runs", "lane_threads"),
+                         [(2, 2, 1), (1, 2, None), (4, 2, 2), (2, 1, None)])
+def test_load_opens_a_lane_session_when_threads_allow(jina_dir, threads, parallel_runs,
+                                                      lane_threads):
+    settings = ServiceSettings(model=str(jina_dir),
+                               batching=BatchingSettings(parallel_runs=parallel_runs))
+    scheduler = Scheduler.load(settings, threads)
+    assert scheduler.model.threads == threads
+    assert (scheduler.lanes and scheduler.lanes.threads) == lane_threads
+
+
+def test_minilm_vectors_mean_something(minilm_dir, minilm_reference):
+    texts = ["A cat sits on the mat", "A kitten rests on a rug", "The stock market crashed"]
+    ids = [minilm_reference.ids(t) for t in texts]
+    vectors = l2_normalize(make_scheduler(minilm_dir).run_window([batch(None, ids)])[0])
+    for vector, text in zip(vectors, texts, strict=True):
+        assert cosine(vector, minilm_reference.embed(text)) >= 0.99999
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.4
+
+
+def test_health_check_catches_a_broken_session(jina_dir, minilm_dir):
+    scheduler = make_scheduler(jina_dir)
+    scheduler.check()
+    # A real but wrong session (MiniLM's inputs) makes every run fail, as a broken one would.
+    scheduler.model.session = make_scheduler(minilm_dir).model.session
+    scheduler.check()  # passive: no run has failed yet, so the check runs nothing
+    assert isinstance(scheduler.run_window([batch(0, [[0, 100, 2]])])[0], EmbeddingError)
+    with pytest.raises(Exception, match=r"task_id|token_type_ids|input"):
+        scheduler.check()
+
+
+def test_a_run_failed_by_its_input_leaves_the_replica_healthy(jina_dir):
+    scheduler = make_scheduler(jina_dir)
+    assert isinstance(scheduler.run_window([batch(0, [[0, 10**9, 2]])])[0], EmbeddingError)
+    assert scheduler._failed == {scheduler.model}
+    scheduler.check()  # the canary passes: the session is fine, the input was not
+    assert not scheduler._failed
+
+
+def test_non_finite_states_fail_the_run(jina_dir, monkeypatch):
+    scheduler = make_scheduler(jina_dir)
+    states = scheduler.model.token_states
+    monkeypatch.setattr(scheduler.model, "token_states",
+                        lambda *args: states(*args) * np.float32("nan"))
+    failure = scheduler.run_window([batch(0, [[0, 100, 2]])])[0]
+    assert isinstance(failure, EmbeddingError) and "non-finite" in str(failure)
+    with pytest.raises(RuntimeError, match="non-finite"):
+        scheduler.check()
+
+
+def test_every_onnx_run_is_reported_and_packed_within_the_budget(jina_dir):
+    runs = []
+    scheduler = make_scheduler(jina_dir, budget=40, on_run=lambda *run: runs.append(run))
+    scheduler.run_window([batch(0, tokens(3, 5, 9, 20))])
+    # Budget 40, longest first: 20 and 9 share a run (2 x 20 padded), then 5 and 3.
+    assert sum(r[0] for r in runs) == 4
+    assert all(padded <= 40 and seconds > 0 for _, padded, seconds in runs)
+    assert runs[0][1] == 40
+
+
+def test_a_window_of_requests_is_sorted_together(jina_dir):
+    padded = []
+    scheduler = make_scheduler(jina_dir, budget=40, on_run=lambda _, t, __: padded.append(t))
+    first, second = tokens(20, 5), tokens(19, 4)
+    together = scheduler.run_window([batch(0, first), batch(0, second)])
+    assert padded == [40, 10]  # 20 with 19, then 5 with 4; apart they pad to 2 x 40
+    alone = [scheduler.run_window([batch(0, s)])[0] for s in (first, second)]
+    for got, want in zip(together, alone, strict=True):
+        assert np.allclose(got, want, atol=1e-5)
+
+
+def test_work_queued_during_a_window_joins_the_next_one(jina_dir):
+    windows, waits = [], []
+    scheduler = make_scheduler(jina_dir, on_wait=waits.append)
+    run_window = scheduler.run_window
+
+    def slow(batches, cancelled=lambda b: False):
+        windows.append(len(batches))
+        threading.Event().wait(0.05)
+        return run_window(batches, cancelled)
+
+    scheduler.run_window = slow
+
+    async def scenario():
+        first = asyncio.ensure_future(scheduler.embed([batch(0, tokens(5))]))
+        await asyncio.sleep(0.01)  # the first window runs: the next five pile up
+        rest = [asyncio.ensure_future(scheduler.embed([batch(0, tokens(5 + i))]))
+                for i in range(5)]
+        return await first, await asyncio.gather(*rest)
+
+    first, rest = asyncio.run(scenario())
+    assert windows == [1, 5] and len(waits) == 6 and max(waits) > 0.02
+    assert all(isinstance(r[0], np.ndarray) for r in [first, *rest])
+
+
+def test_the_window_caps_the_tokens_taken(jina_dir):
+    windows = []
+    scheduler = make_scheduler(jina_dir, budget=64, window=64)
+    run_window = scheduler.run_window
+    scheduler.run_window = lambda b, c=lambda _: False: windows.append(len(b)) or run_window(b, c)
+
+    async def scenario():
+        return await scheduler.embed([batch(0, tokens(30)) for _ in range(5)])
+
+    assert len(asyncio.run(scenario())) == 5
+    assert windows == [2, 2, 1]
+
+
+def test_cancelled_work_is_skipped_before_and_during_its_window(jina_dir):
+    runs = []
+    scheduler = make_scheduler(jina_dir, budget=64, on_run=lambda *run: runs.append(run))
+
+    async def scenario():
+        started = threading.Event()
+        original = scheduler.model.token_states
+
+        def slow_first_run(*args):
+            started.set()
+            threading.Event().wait(0.1)
+            return original(*args)
+
+        scheduler.model.token_states = slow_first_run
+        big = scheduler.enqueue([batch(0, tokens(60) * 8)])  # 8 runs of one sequence
+        queued = scheduler.enqueue([batch(0, tokens(10))])
+        while not started.is_set():
+            await asyncio.sleep(0.005)
+        big[0].cancel()  # during its first run: its other seven runs are skipped
+        queued[0].cancel()  # before its run: never run
+        await asyncio.sleep(0.3)
+
+    asyncio.run(scenario())
+    assert len(runs) == 1
+
+
+def test_plan_runs_sorts_and_respects_padded_budget():
+    lengths = np.array([3, 50, 4, 10, 9, 2])
+    runs = plan_runs(lengths, budget=20)
+    assert sorted(np.concatenate(runs).tolist()) == list(range(6))
+    for run in runs:
+        assert len(run) == 1 or lengths[run].max() * len(run) <= 20
+    assert runs[0].tolist() == [1]  # longer than the budget: alone
+
+
+def test_even_runs_split_evenly_within_the_budget():
+    lengths = np.full(32, 21)
+    assert [len(r) for r in plan_runs(lengths, 512)] == [24, 8]
+    assert [len(r) for r in plan_even_runs(lengths, 512, 2)] == [16, 16]
+    # 6 greedy runs (5 x 24 and 8) stay 6, evened out: 5 x 22 and 18.
+    even = plan_even_runs(np.full(128, 21), 512, 2)
+    assert sorted(len(r) for r in even) == [18, 22, 22, 22, 22, 22]
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3])
+def test_even_runs_keep_every_sequence_and_the_budget(parts):
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        lengths = rng.integers(1, 700, size=rng.integers(1, 40))
+        runs = plan_even_runs(lengths, 512, parts)
+        assert sorted(np.concatenate(runs).tolist()) == list(range(len(lengths)))
+        assert len(runs) <= max(len(plan_runs(lengths, 512)), len(lengths))
+        for run in runs:
+            assert len(run) == 1 or lengths[run].max() * len(run) <= 512
+    assert len(plan_even_runs(np.array([5]), 512, 2)) == 1
+
+
+def test_metrics_are_silent_outside_ray():
+    from encoder.metrics import EncoderMetrics, IngressMetrics
+
+    IngressMetrics().embedded("text-matching", 3, 30)
+    IngressMetrics().failed(400, None)
+    EncoderMetrics().run(2, 64, 0.01)
+    EncoderMetrics().waited(0.01)
