@@ -1,7 +1,7 @@
 # jina-embeddings-v3 on ONNX Runtime (CPU), served by Ray Serve on port 10002.
 #   docker build -t jina-embeddings-serve .                    # model downloaded at build time
 #   docker run --shm-size=2g -p 10002:10002 jina-embeddings-serve
-# Or mount a model folder and skip the download:
+# Or mount a model folder and skip the download (deploy/docker.md):
 #   docker build --build-arg DOWNLOAD_MODEL=0 -t jina-embeddings-serve .
 #   docker run --shm-size=2g -p 10002:10002 -v ~/models/jina-embeddings-v3:/models/jina:ro \
 #     -e EMBEDDINGS_MODEL=/models/jina jina-embeddings-serve
@@ -10,18 +10,17 @@ FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    RAY_USAGE_STATS_ENABLED=0 \
     HF_HOME=/home/app/.cache/huggingface
 
 RUN useradd --create-home --uid 1000 app
 WORKDIR /app
 
+# Dependencies first (pinned, one layer that code changes do not invalidate), then the
+# project as a whole, minus what .dockerignore leaves out (tests, benchmarks, models).
 COPY requirements.txt .
 RUN pip install -r requirements.txt
-
-COPY encoder/ encoder/
-COPY tools/__init__.py tools/config_for_model.py tools/serve_main.py tools/
-COPY deployment.py serve_config.yaml ./
+COPY . .
+RUN pip install --no-deps . && rm -rf build *.egg-info
 
 USER app
 ARG MODEL=jinaai/jina-embeddings-v3
@@ -35,5 +34,5 @@ ENV HF_HUB_OFFLINE=1 \
     EMBEDDINGS_MODEL=${MODEL}
 
 EXPOSE 10002
-# serve run, with SIGTERM (docker stop) handled as a graceful shutdown.
-ENTRYPOINT ["python", "-m", "tools.serve_main"]
+# jina-serve: serve run serve_config.yaml, with SIGTERM (docker stop) as a graceful drain.
+ENTRYPOINT ["jina-serve"]

@@ -13,10 +13,11 @@ import argparse
 import time
 from pathlib import Path
 
+from encoder.pipeline import EmbeddingPipeline
+
 from benchmarks.workloads import long_passages, raw_best_batch, short_queries
 from encoder.batching import TokenBatch, request_batches
 from encoder.model_card import ModelCard
-from encoder.pipeline import EmbeddingPipeline
 from encoder.runtime import OnnxModel
 from encoder.tokenize import TextTokenizer
 

@@ -1,14 +1,18 @@
-"""A jina-embeddings-v3-*sized* ONNX encoder with random weights, for honest benchmarks.
+"""Jina-shaped ONNX encoders of real sizes with random weights, for honest benchmarks.
 
-The real model's compute without its weights: XLM-R large shape (24 layers, width 1024,
-16 heads, FFN 4096, vocabulary 250002, 8194 positions), jina's inputs (``input_ids``,
-``attention_mask``, scalar ``task_id``) and ``text_embeds`` output, fp32 weights in external
-``onnx/model.onnx_data`` (~2.3 GB, like the real file), built with the ``onnx`` helper API.
-Its config.json and tokenizer are jina-tiny's (tools/test_models.py). Vectors are
-meaningless; speed and memory are what it is for. LoRA adapters are left out (rank 4: <0.1%
-of the FLOPs); the task picks a bias instead.
+jina's inputs (``input_ids``, ``attention_mask``, scalar ``task_id``) and ``text_embeds``
+output, fp32 weights in external ``onnx/model.onnx_data``, built with the ``onnx`` helper
+API; config.json and tokenizer are jina-tiny's (tests/models.py). Sizes:
 
-Usage: ``python -m tools.jina_sized_model OUT_DIR [--layers 24]``
+  jina-v3   XLM-R large: 24 layers, width 1024, 16 heads, FFN 4096 (~2.3 GB, the real
+            model's compute)
+  minilm    all-MiniLM-L6-v2's: 6 layers, width 384, 12 heads, FFN 1536 (the embedding
+            table keeps jina's 250002 rows), where serving overhead shows
+
+Vectors are meaningless; speed and memory are what they are for. LoRA adapters are left
+out (rank 4: <0.1% of the FLOPs); the task picks a bias instead.
+
+Usage: ``python -m benchmarks.jina_sized_model OUT_DIR [--size jina-v3|minilm]``
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.test_models import build_jina_tiny
+from tests.models import build_jina_tiny
 
-WIDTH, HEADS, FFN, VOCAB, POSITIONS, TASKS = 1024, 16, 4096, 250002, 8194, 5
+VOCAB, POSITIONS, TASKS = 250002, 8194, 5
+# (layers, width, heads, FFN width) of each size.
+SIZES = {"jina-v3": (24, 1024, 16, 4096), "minilm": (6, 384, 12, 1536)}
 
 
-def build_jina_sized(out: Path, layers: int = 24, seed: int = 0) -> Path:
-    """Write the model folder to ``out`` and return it."""
+def build_jina_sized(out: Path, size: str = "jina-v3", seed: int = 0) -> Path:
+    """Write the model folder of ``size`` (a key of ``SIZES``) to ``out`` and return it."""
+    layers, WIDTH, HEADS, FFN = SIZES[size]
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -125,8 +132,9 @@ def build_jina_sized(out: Path, layers: int = 24, seed: int = 0) -> Path:
                     all_tensors_to_one_file=True, location="model.onnx_data",
                     size_threshold=1024)
     config = json.loads((out / "config.json").read_text())
+    dims = [d for d in (32, 64, 128, 256, 512, 768, 1024) if d <= WIDTH]
     config.update(hidden_size=WIDTH, num_hidden_layers=layers, num_attention_heads=HEADS,
-                  intermediate_size=FFN, matryoshka_dimensions=[32, 64, 128, 256, 512, 768, 1024])
+                  intermediate_size=FFN, matryoshka_dimensions=dims)
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return out
 
@@ -134,9 +142,9 @@ def build_jina_sized(out: Path, layers: int = 24, seed: int = 0) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--layers", type=int, default=24)
+    parser.add_argument("--size", choices=sorted(SIZES), default="jina-v3")
     args = parser.parse_args()
-    print(build_jina_sized(args.out, args.layers))
+    print(build_jina_sized(args.out, args.size))
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ import httpx
 import numpy as np
 
 from benchmarks.workloads import served, short_queries
-from tools.serve_process import serve_run
-from tools.test_models import build_jina_tiny
+from tests.models import build_jina_tiny
+from tests.serve_process import serve_run
 
 OPTIONS = {
     "ray-default": {"RAY_SERVE_ENABLE_HA_PROXY": "0", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0"},

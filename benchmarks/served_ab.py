@@ -18,7 +18,7 @@ from pathlib import Path
 
 from benchmarks.throughput import model_folder
 from benchmarks.workloads import benchmark_texts, served
-from tools.serve_process import serve_run
+from tests.serve_process import serve_run
 
 
 def parse_value(text: str) -> int | float | str:

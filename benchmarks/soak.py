@@ -21,8 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from tools.serve_process import serve_run
-from tools.test_models import TASKS, build_jina_tiny
+from tests.models import TASKS, build_jina_tiny
+from tests.serve_process import serve_run
 
 RESULTS = Path(__file__).parent / "results"
 _ROLES = {"Encoder": "ServeReplica:embeddings:Encoder",

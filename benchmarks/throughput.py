@@ -26,21 +26,21 @@ import csv
 import tempfile
 from pathlib import Path
 
+from encoder.pipeline import EmbeddingPipeline
 from tqdm import tqdm
 
+from benchmarks.jina_sized_model import build_jina_sized
 from benchmarks.plots import plot_throughput
 from benchmarks.soak import serve_rss_mb
 from benchmarks.workloads import Measured, benchmark_texts, raw_best_batch, raw_single, served
 from encoder.batching import TokenBatch
 from encoder.model_card import ModelCard
-from encoder.pipeline import EmbeddingPipeline
 from encoder.pooling import l2_normalize
 from encoder.quantize import quantized_model
 from encoder.runtime import OnnxModel
 from encoder.tokenize import TextTokenizer
-from tools.jina_sized_model import build_jina_sized
-from tools.serve_process import serve_run
-from tools.test_models import build_jina_tiny, build_minilm
+from tests.models import build_jina_tiny, build_minilm
+from tests.serve_process import serve_run
 
 RESULTS = Path(__file__).parent / "results"
 MODELS = {"jina-sized": build_jina_sized, "minilm": build_minilm, "jina-tiny": build_jina_tiny}

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.models import build_jina_tiny, build_minilm
 from tests.reference import ReferenceEncoder
-from tools.test_models import build_jina_tiny, build_minilm
 
 
 @pytest.fixture(scope="session")

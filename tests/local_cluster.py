@@ -5,9 +5,9 @@ node (each its own raylet, temp dir, CPUs and metrics port), then ``serve deploy
 serve_config.yaml through the head's dashboard. Both nodes share this host's IP, so only the
 head runs an HTTP proxy (``proxy_location: HeadOnly``); on real machines keep ``EveryNode``.
 
-    python -m tools.local_cluster up [--model models/jina-tiny] [--encoder-cpus 0.6]
-    python -m tools.local_cluster status
-    python -m tools.local_cluster down
+    python -m tests.local_cluster up [--model models/jina-tiny] [--encoder-cpus 0.6]
+    python -m tests.local_cluster status
+    python -m tests.local_cluster down
 
 Ray's token authentication is on (``RAY_AUTH_MODE=token``; off by default): every node and the
 ``serve`` CLI read the token from ``~/.ray/auth_token``, which ``up`` creates if missing
@@ -27,8 +27,8 @@ from pathlib import Path
 
 import yaml
 
-from tools.config_for_model import derive_config
-from tools.serve_main import SERVE_ENV_DEFAULTS, reap_session
+from jina_serve.config import derive_config, load_config
+from jina_serve.launcher import SERVE_ENV_DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -93,44 +93,31 @@ class LocalCluster:
                         self.dashboard_url], env=self.env, check=True, cwd=ROOT)
 
     def down(self) -> None:
-        """Stop both nodes, and only them (``ray stop`` would stop every Ray on this host).
+        """Shut Serve down (its proxies stop their HAProxy), then ``ray stop`` both nodes.
 
-        Each ``ray start`` ran in its own process session, which every process it started
-        (raylet, GCS, workers, HAProxy) inherits: killing those sessions stops this cluster.
+        ``ray stop`` stops every Ray on this host: this cluster is meant to be the only one.
         """
-        for session in self._sessions():
-            reap_session(session)
-        self._session_file.unlink(missing_ok=True)
+        subprocess.run([str(BIN / "serve"), "shutdown", "-y", "--address", self.dashboard_url],
+                       env=self.env, cwd=ROOT, check=False, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=120)
+        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=self.env, cwd=ROOT,
+                       check=False, stdout=subprocess.DEVNULL, timeout=120)
 
     def status(self) -> str:
         """``serve status`` of the cluster."""
         return subprocess.run([str(BIN / "serve"), "status", "--address", self.dashboard_url],
                               env=self.env, capture_output=True, text=True, check=False).stdout
 
-    @property
-    def _session_file(self) -> Path:
-        return self.temp_root / "ray-cluster-sessions.json"
-
-    def _sessions(self) -> list[int]:
-        try:
-            return json.loads(self._session_file.read_text())
-        except (OSError, ValueError):
-            return []
-
     def _ray(self, *args: str) -> None:
-        process = subprocess.Popen([str(BIN / "ray"), *args], env=self.env, cwd=ROOT,
-                                   stdout=subprocess.DEVNULL, start_new_session=True)
-        self.temp_root.mkdir(parents=True, exist_ok=True)
-        self._session_file.write_text(json.dumps([*self._sessions(), process.pid]))
-        if process.wait() != 0:
-            raise subprocess.CalledProcessError(process.returncode, process.args)
+        subprocess.run([str(BIN / "ray"), *args], env=self.env, cwd=ROOT, check=True,
+                       stdout=subprocess.DEVNULL, start_new_session=True)
 
 
 def cluster_config(model: str, encoder_cpus: float, http_port: int = 10002,
                    deployments: dict[str, dict] | None = None) -> dict:
     """serve_config.yaml for this cluster: one proxy on the head, encoders sized to nodes."""
-    config = derive_config(ROOT / "serve_config.yaml", model, port=http_port,
-                           cpus={"Ingress": 0.1, "Encoder": encoder_cpus},
+    config = derive_config(load_config(ROOT / "serve_config.yaml"), model=model,
+                           port=http_port, cpus={"Ingress": 0.1, "Encoder": encoder_cpus},
                            deployments=deployments)
     config["proxy_location"] = "HeadOnly"  # the nodes share one IP and port
     return config

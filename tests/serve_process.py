@@ -1,7 +1,8 @@
-"""Start the real application with ``serve run`` on a copy of ``serve_config.yaml``."""
+"""Start the real application (``jina-serve`` on a copy of ``serve_config.yaml``) for tests."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -17,15 +18,13 @@ from pathlib import Path
 import httpx
 import yaml
 
-from tools.config_for_model import derive_config
-from tools.serve_main import SERVE_ENV_DEFAULTS, reap_session, serve_run_command
+from jina_serve.config import derive_config, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 # Fractions of the 2-core test machine, so a test Serve never starves pytest itself.
 TEST_CPUS = {"Ingress": 0.1, "Encoder": 0.5}
-# The Ray Serve options and start command the launcher ships with, so tests exercise what
-# users run.
-ENV = {"RAY_ADDRESS": "local", "RAY_USAGE_STATS_ENABLED": "0", **SERVE_ENV_DEFAULTS}
+# What users run: the console script's module, which starts Ray itself.
+LAUNCHER = [sys.executable, "-m", "jina_serve"]
 
 
 # Ports come from below the kernel's ephemeral range and above Ray's worker ports
@@ -66,15 +65,15 @@ def serve_run(model: Path, workdir: Path, args: dict | None = None,
               env: dict[str, str] | None = None, command: list[str] | None = None,
               graceful_s: float = 2, deployments: dict[str, dict] | None = None,
               ) -> Iterator[ServeProcess]:
-    """Run ``serve run`` on serve_config.yaml pointed at ``model``; yield the running service.
+    """Run ``jina-serve`` on serve_config.yaml pointed at ``model``; yield the running service.
 
     ``cpus`` overrides deployments' ``num_cpus`` (None keeps serve_config.yaml's); ``env``
-    adds environment variables; ``command`` replaces the launcher's ``serve run <config>``
-    (the config path is then passed as EMBEDDINGS_CONFIG, as the Docker entrypoint reads it).
+    adds environment variables; ``command`` replaces ``jina-serve`` (the config's path is
+    passed as EMBEDDINGS_CONFIG, which both read, and appended to a plain ``serve run``).
     """
     port = free_port()
-    config = derive_config(ROOT / "serve_config.yaml", str(model), port=port, cpus=cpus,
-                           args=args, deployments=deployments)
+    config = derive_config(load_config(ROOT / "serve_config.yaml"), model=str(model),
+                           port=port, cpus=cpus, args=args, deployments=deployments)
     for deployment in config["applications"][0]["deployments"]:
         deployment["graceful_shutdown_timeout_s"] = graceful_s
         deployment["graceful_shutdown_wait_loop_s"] = 0.5
@@ -85,12 +84,14 @@ def serve_run(model: Path, workdir: Path, args: dict | None = None,
     # HAProxy's metrics and stats ports are fixed by default: give each instance its own.
     ports = {"RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
              "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port())}
-    full_env = {**ENV, **os.environ, **ports, **(env or {}), "PYTHONPATH": str(ROOT),
-                "EMBEDDINGS_CONFIG": str(config_path),
+    full_env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **ports, **(env or {}),
+                "PYTHONPATH": str(ROOT), "EMBEDDINGS_CONFIG": str(config_path),
                 "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    full_env["RAY_ADDRESS"] = "local"  # always a Ray of its own
+    if command and Path(command[0]).name == "serve":
+        command = [*command, str(config_path)]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command or serve_run_command(config_path),
-                                   cwd=ROOT, env=full_env, stdout=log,
+        process = subprocess.Popen(command or LAUNCHER, cwd=ROOT, env=full_env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     service = ServeProcess(f"http://127.0.0.1:{port}", process, log_path)
     try:
@@ -104,7 +105,7 @@ def _wait_healthy(base: str, process: subprocess.Popen, log_path: Path, timeout_
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"serve run exited early:\n{_tail(log_path)}")
+            raise RuntimeError(f"the service exited early:\n{_tail(log_path)}")
         try:
             if httpx.get(f"{base}/health", timeout=2).status_code == 200:
                 return
@@ -123,19 +124,27 @@ class ServeProcess:
     log_path: Path
 
     def stop(self, sig: int = signal.SIGINT, timeout_s: float = 60) -> int:
-        """Signal the launcher alone (Serve shuts itself down), kill the group if it hangs."""
+        """Signal the launcher alone (it drains and stops Ray), kill the group if it hangs."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
             try:
                 self.process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+                for group in [self.process.pid, *_children(self.process.pid)]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(group, signal.SIGKILL)  # the launcher's session child too
                 self.process.wait()
-        reap_session(self.process.pid)
         return self.process.returncode
 
     def log(self) -> str:
         return _tail(self.log_path)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def _tail(path: Path, lines: int = 60) -> str:

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tools.local_cluster import ClusterPorts, LocalCluster, cluster_config
-from tools.serve_process import free_port
+from tests.local_cluster import ClusterPorts, LocalCluster, cluster_config
+from tests.serve_process import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

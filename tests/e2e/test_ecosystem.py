@@ -21,7 +21,7 @@ from langchain_openai import OpenAIEmbeddings
 from openai import OpenAI
 
 from tests.reference import cosine, finish_reference, late_chunk_reference
-from tools.serve_process import ROOT, serve_run
+from tests.serve_process import ROOT, serve_run
 
 pytestmark = pytest.mark.e2e
 

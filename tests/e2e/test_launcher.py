@@ -1,8 +1,11 @@
-"""Graceful shutdown: requests in flight when the service is told to stop still complete."""
+"""The launcher (``jina-serve``): graceful stop, Ray cleaned up, Ray started lean, fast failure
+when the model cannot be found."""
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -10,9 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
-from tools.serve_main import session_members
-from tools.serve_process import serve_run
+from jina_serve.config import derive_config, load_config
+from tests.serve_process import ROOT, free_port, serve_run
 
 pytestmark = pytest.mark.e2e
 
@@ -62,25 +66,53 @@ def _assert_in_flight_completed(outcomes, signalled) -> None:
     assert all(status == 200 for status in before), before
 
 
-LAUNCHER = [sys.executable, "-m", "tools.serve_main"]
+def _session_processes(session: int) -> dict[int, str]:
+    """Command lines of every process in a process session (test-side bookkeeping)."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(stat[3]) == session:
+                    found[int(proc.name)] = _command(int(proc.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _session_child(service) -> int:
+    """The launcher's session child: it leads the process session Ray runs in."""
+    pid = service.process.pid
+    return int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_launcher_drains_in_flight_requests(minilm_dir, tmp_path, sig):
-    with serve_run(minilm_dir, tmp_path, graceful_s=30, command=LAUNCHER) as service:
+def test_launcher_drains_in_flight_requests_and_leaves_nothing(minilm_dir, tmp_path, sig):
+    with serve_run(minilm_dir, tmp_path, graceful_s=30) as service:
+        session = _session_child(service)
+        assert any("raylet" in c for c in _session_processes(session).values())
         outcomes, signalled = _stop_under_load(service, sig)
         assert service.process.returncode == 0, service.log()
     _assert_in_flight_completed(outcomes, signalled)
+    # Ray cleaned up after itself: raylet, GCS, workers and HAProxy are gone.
+    deadline = time.monotonic() + 10
+    while _session_processes(session) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _session_processes(session), _session_processes(session)
 
 
 def test_launcher_starts_ray_lean(jina_dir, tmp_path):
     """No dashboard modules in the session, and the controller got the slower loop: the
-    idle background work that lands inside the encoder's ONNX runs (tools/serve_main.py)."""
-    with serve_run(jina_dir, tmp_path, command=LAUNCHER) as service:
-        launcher = service.process.pid
-        # The launcher starts `serve run` in a session of its own (see tools/serve_main.py).
-        child = int(Path(f"/proc/{launcher}/task/{launcher}/children").read_text().split()[0])
-        commands = {pid: _command(pid) for pid in session_members(child)}
+    idle background work that lands inside the encoder's ONNX runs."""
+    with serve_run(jina_dir, tmp_path) as service:
+        commands = _session_processes(_session_child(service))
         assert any("raylet" in c for c in commands.values()), commands
         # Without the dashboard Ray keeps only a minimal API server: no frontend, no modules.
         assert not [c for c in commands.values() if c.startswith("ray-dashboard-")], commands
@@ -92,8 +124,43 @@ def test_launcher_starts_ray_lean(jina_dir, tmp_path):
         assert httpx.post(f"{service.url}/v1/embeddings", json={"input": "hi"}).status_code == 200
 
 
-def _command(pid: int) -> str:
+def test_a_model_that_cannot_be_found_fails_in_seconds_with_one_line(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
+           "PYTHONPATH": str(ROOT)}
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "jina_serve", "--model", "jinaai/not-cached"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    seconds = time.monotonic() - start
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode != 0 and seconds < 15, (seconds, done.stderr)
+    assert len(lines) == 1, done.stderr
+    assert "'jinaai/not-cached'" in lines[0] and str(tmp_path / "hf") in lines[0]
+    assert "local folder" in lines[0]
+
+
+def test_plain_serve_run_names_a_missing_model(tmp_path):
+    """``serve run`` itself keeps running after a failed deploy (Ray's behaviour), but the
+    builder's error reaches its output at once, instead of replicas failing in a loop."""
+    config = derive_config(load_config(ROOT / "serve_config.yaml"), model="jinaai/not-cached",
+                           port=free_port())
+    path = tmp_path / "serve_config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
+           "PYTHONPATH": str(ROOT), "RAY_ADDRESS": "local"}
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([str(Path(sys.executable).with_name("serve")), "run",
+                                    str(path)], cwd=ROOT, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
+        deadline = time.monotonic() + 90
+        while "not-cached" not in log.read_text(errors="replace"):
+            assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+            time.sleep(1)
+        assert "local folder" in log.read_text(errors="replace")
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)

@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tools.serve_process import serve_run
+from tests.serve_process import serve_run
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ import pytest
 from openai import OpenAI
 
 from tests.reference import cosine
-from tools.serve_process import serve_run
+from tests.serve_process import serve_run
 
 pytestmark = pytest.mark.e2e
 
