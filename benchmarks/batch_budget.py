@@ -1,7 +1,7 @@
 """Which ``max_batch_tokens`` turns CPU into the most embeddings? The encoder core alone.
 
-Feeds ``EmbeddingPipeline.embed`` what a loaded encoder replica receives (several requests'
-token batches at once, as the coalescer merges them) and reports texts/s per budget, next to
+Feeds ``Scheduler.run_window`` what a loaded encoder replica's window holds (several requests'
+token batches at once) and reports texts/s per budget, next to
 the raw ceiling (globally length-sorted fixed batches). No Ray, no HTTP: the packing only.
 
     python -m benchmarks.batch_budget --model models/jina-sized --workload long
@@ -13,12 +13,12 @@ import argparse
 import time
 from pathlib import Path
 
-from encoder.pipeline import EmbeddingPipeline
-
 from benchmarks.workloads import long_passages, raw_best_batch, short_queries
 from encoder.batching import TokenBatch, request_batches
 from encoder.model_card import ModelCard
 from encoder.runtime import OnnxModel
+from encoder.scheduler import Scheduler
+from encoder.settings import BatchingSettings
 from encoder.tokenize import TextTokenizer
 
 
@@ -56,10 +56,11 @@ def main() -> None:
     ceiling = raw_best_batch(model, card, ids, task)
     print(f"raw ceiling: {ceiling.texts_per_s:.2f} texts/s ({ceiling.detail})", flush=True)
     for budget in args.budgets:
-        pipeline = EmbeddingPipeline(model, card, budget)
+        scheduler = Scheduler(model, card, BatchingSettings(
+            max_batch_tokens=budget, sort_window_tokens=max(budget, 4096), parallel_runs=1))
         done, start = 0, time.perf_counter()
         for group in queued_work(ids, args.per_request, args.requests, budget, task):
-            pipeline.embed(group)
+            scheduler.run_window(group)
             done += sum(len(b) for b in group)
         rate = done / (time.perf_counter() - start)
         print(f"budget {budget:>5}: {rate:.2f} texts/s ({rate / ceiling.texts_per_s:.2f} of "

@@ -26,7 +26,6 @@ import csv
 import tempfile
 from pathlib import Path
 
-from encoder.pipeline import EmbeddingPipeline
 from tqdm import tqdm
 
 from benchmarks.jina_sized_model import build_jina_sized
@@ -38,12 +37,16 @@ from encoder.model_card import ModelCard
 from encoder.pooling import l2_normalize
 from encoder.quantize import quantized_model
 from encoder.runtime import OnnxModel
+from encoder.scheduler import Scheduler
+from encoder.settings import BatchingSettings
 from encoder.tokenize import TextTokenizer
 from tests.models import build_jina_tiny, build_minilm
 from tests.serve_process import serve_run
 
 RESULTS = Path(__file__).parent / "results"
-MODELS = {"jina-sized": build_jina_sized, "minilm": build_minilm, "jina-tiny": build_jina_tiny}
+MODELS = {"jina-sized": build_jina_sized,
+          "minilm-sized": lambda out: build_jina_sized(out, size="minilm"),
+          "minilm": build_minilm, "jina-tiny": build_jina_tiny}
 LOADS = {"short": ["1x1", "8x1", "32x1", "8x16"], "long": ["1x1", "8x1", "4x16"]}
 # Encoder replicas x ORT threads on the 2 cores; serve_config.yaml ships "1x2".
 # Texts each batch size of the raw ceiling runs (all of them: no time limit).
@@ -131,11 +134,12 @@ def main() -> None:
         model = OnnxModel(onnx, threads=2)
         lanes = OnnxModel(onnx, threads=1)
         raw_before = measure_raw(model, lanes)
-        pipeline = EmbeddingPipeline(model, card, 16_384)
+        scheduler = Scheduler(model, card, BatchingSettings(max_batch_tokens=16_384,
+                                                            sort_window_tokens=16_384))
         sample = ids["short"][:32] + ids["long"][:32]
-        vectors[precision] = l2_normalize(pipeline.embed([TokenBatch.from_lists(task, sample,
-                                                                                 16_384)])[0])
-        del model, lanes, pipeline
+        vectors[precision] = l2_normalize(
+            scheduler.run_window([TokenBatch.from_lists(task, sample)])[0])
+        del model, lanes, scheduler
         serve_args = {"quantize": "int8"} if precision == "int8" else {}
         with serve_run(folder, workdir, args=serve_args, cpus=None, timeout_s=900,
                        deployments=LAYOUTS[args.layout]) as service:

@@ -64,15 +64,16 @@ def serve_run(model: Path, workdir: Path, args: dict | None = None,
               cpus: dict[str, float] | None = TEST_CPUS, timeout_s: float = 180,
               env: dict[str, str] | None = None, command: list[str] | None = None,
               graceful_s: float = 2, deployments: dict[str, dict] | None = None,
-              ) -> Iterator[ServeProcess]:
+              root: Path = ROOT) -> Iterator[ServeProcess]:
     """Run ``jina-serve`` on serve_config.yaml pointed at ``model``; yield the running service.
 
     ``cpus`` overrides deployments' ``num_cpus`` (None keeps serve_config.yaml's); ``env``
     adds environment variables; ``command`` replaces ``jina-serve`` (the config's path is
-    passed as EMBEDDINGS_CONFIG, which both read, and appended to a plain ``serve run``).
+    passed as EMBEDDINGS_CONFIG, which both read, and appended to a plain ``serve run``);
+    ``root`` is the checkout to run (its config, code and working folder).
     """
     port = free_port()
-    config = derive_config(load_config(ROOT / "serve_config.yaml"), model=str(model),
+    config = derive_config(load_config(root / "serve_config.yaml"), model=str(model),
                            port=port, cpus=cpus, args=args, deployments=deployments)
     for deployment in config["applications"][0]["deployments"]:
         deployment["graceful_shutdown_timeout_s"] = graceful_s
@@ -85,13 +86,13 @@ def serve_run(model: Path, workdir: Path, args: dict | None = None,
     ports = {"RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
              "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port())}
     full_env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **ports, **(env or {}),
-                "PYTHONPATH": str(ROOT), "EMBEDDINGS_CONFIG": str(config_path),
+                "PYTHONPATH": str(root), "EMBEDDINGS_CONFIG": str(config_path),
                 "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     full_env["RAY_ADDRESS"] = "local"  # always a Ray of its own
     if command and Path(command[0]).name == "serve":
         command = [*command, str(config_path)]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command or LAUNCHER, cwd=ROOT, env=full_env, stdout=log,
+        process = subprocess.Popen(command or LAUNCHER, cwd=root, env=full_env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     service = ServeProcess(f"http://127.0.0.1:{port}", process, log_path)
     try:
