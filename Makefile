@@ -7,7 +7,13 @@ BIN := $(VENV)/bin
 MODEL ?=
 CONFIG ?= serve_config.yaml
 
-.PHONY: serve test lint bench models clean
+# make embed INPUT=corpus/ OUTPUT=vectors/ [MODEL=...] [TASK=retrieval.passage] [ARGS=...]
+INPUT ?=
+OUTPUT ?=
+TASK ?=
+ARGS ?=
+
+.PHONY: serve test embed bench models clean
 
 $(BIN)/.installed: requirements.txt requirements-test.txt requirements-models.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +26,11 @@ $(BIN)/.installed: requirements.txt requirements-test.txt requirements-models.tx
 # `jina-serve`: serve run serve_config.yaml with Ray started lean and a graceful stop.
 serve: $(BIN)/.installed
 	$(BIN)/jina-serve --config $(CONFIG) $(if $(MODEL),--model $(MODEL))
+
+# `jina-embed`: a Ray Data job over files, on the model and CPUs of serve_config.yaml.
+embed: $(BIN)/.installed
+	$(BIN)/jina-embed --config $(CONFIG) --input $(INPUT) --output $(OUTPUT) \
+	  $(if $(MODEL),--model $(MODEL)) $(if $(TASK),--task $(TASK)) $(ARGS)
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -5,6 +5,7 @@ annotations`` here: Ray reads the builder's ``args`` type at run time to validat
 """
 
 import asyncio
+import contextlib
 from typing import List
 
 import ray
@@ -15,6 +16,9 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from encoder.auth import load_api_key
+from encoder.batch_api import batch_router
+from encoder.batch_runner import BatchRunner
+from encoder.batch_store import BatchStore
 from encoder.batching import TokenBatch
 from encoder.errors import EmbeddingError, ErrorKind
 from encoder.http_app import build_app
@@ -54,6 +58,10 @@ class Encoder:
         """
         return await (await self._enqueue(batch))
 
+    async def embed_background(self, batch: TokenBatch) -> Result:
+        """``embed`` for bulk work (the Batch API): it runs only while no request waits."""
+        return await self.scheduler.enqueue([batch], background=True)[0]
+
     # Returns at once (the scheduler queues), so Ray's batcher never holds calls back
     # behind a running window; at most a replica's max_ongoing_requests calls per group.
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0)
@@ -73,34 +81,54 @@ class Encoder:
         await self.scheduler.check_async()
 
 
+@serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0.1})
+class BatchWorker:
+    """Runs Batch API batches beside the serving replicas (``encoder/batch_runner.py``),
+    resuming what a restart left, with the encoders' background queue doing the work."""
+
+    async def __init__(self, settings: ServiceSettings, encoder: DeploymentHandle) -> None:
+        self._encoder = encoder
+        service = _service(settings, self._embed)
+        self.runner = BatchRunner(BatchStore(settings.batches.storage), service,
+                                  settings.batches.max_file_bytes)
+        self._poll_s = settings.batches.poll_s
+        self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop().create_task(self._run_forever())
+
+    async def _embed(self, batches: List[TokenBatch]) -> List[Result]:
+        return await _call_encoders(self._encoder.embed_background, batches)
+
+    async def wake(self) -> None:
+        """Look for work now (a batch was created or cancelled)."""
+        self._wake.set()
+
+    async def _run_forever(self) -> None:
+        while True:
+            self._wake.clear()
+            await self.runner.run_pending()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_s)
+
+
 @serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.2})
 @serve.ingress()
 class Ingress:
     """HTTP front: validates, admits and tokenizes; sends token batches to the encoders."""
 
-    def __init__(self, settings: ServiceSettings, encoder: DeploymentHandle) -> None:
-        files = resolve_model(settings.model, settings.onnx_file, settings.revision,
-                              with_onnx=False)
+    def __init__(self, settings: ServiceSettings, encoder: DeploymentHandle,
+                 batches: DeploymentHandle) -> None:
         # Read on the replica, so the key is never part of the serialised application.
         self._api_key = load_api_key(settings.api_key_file)
         self._encoder = encoder
-        self.service = EmbeddingsService(
-            settings, ModelCard.from_folder(files.root), TextTokenizer(files.root), self._embed
-        )
+        self._batches = batches
+        self._batch_store = BatchStore(settings.batches.storage)
+        self.service = _service(settings, self._embed)
 
     async def _embed(self, batches: List[TokenBatch]) -> List[Result]:
-        # One call per batch: the router spreads a big request's pieces over replicas.
-        try:
-            return await asyncio.gather(*(self._encoder.embed.remote(b) for b in batches))
-        except BackPressureError as exc:
-            raise EmbeddingError(ErrorKind.UNAVAILABLE, "the encoders' queues are full; retry",
-                                 code="overloaded",
-                                 retry_after_s=max(1, round(exc.retry_after_s or 1))) from exc
-        except (RayActorError, DeploymentUnavailableError) as exc:
-            # A replica died or is restarting: the request is safe to retry.
-            raise EmbeddingError(ErrorKind.UNAVAILABLE, "an encoder replica failed while "
-                                 "serving this request; retry", code="encoder_unavailable",
-                                 retry_after_s=1) from exc
+        return await _call_encoders(self._encoder.embed, batches)
+
+    async def _wake_batches(self) -> None:
+        await self._batches.wake.remote()
 
     async def _ready(self) -> bool:
         try:
@@ -109,7 +137,33 @@ class Ingress:
             return False
 
     def __serve_build_asgi_app__(self):
-        return build_app(self.service, self._ready, self._api_key)
+        settings = self.service.settings
+        router = batch_router(self._batch_store, self._wake_batches,
+                              settings.batches.max_file_bytes, settings.max_body_bytes)
+        return build_app(self.service, self._ready, self._api_key, router)
+
+
+def _service(settings: ServiceSettings, embed) -> EmbeddingsService:
+    files = resolve_model(settings.model, settings.onnx_file, settings.revision,
+                          with_onnx=False)
+    return EmbeddingsService(settings, ModelCard.from_folder(files.root),
+                             TextTokenizer(files.root), embed)
+
+
+async def _call_encoders(method, batches: List[TokenBatch]) -> List[Result]:
+    """One call per batch (the router spreads a big request's pieces over replicas), with
+    Ray's failures as the service's errors."""
+    try:
+        return await asyncio.gather(*(method.remote(b) for b in batches))
+    except BackPressureError as exc:
+        raise EmbeddingError(ErrorKind.UNAVAILABLE, "the encoders' queues are full; retry",
+                             code="overloaded",
+                             retry_after_s=max(1, round(exc.retry_after_s or 1))) from exc
+    except (RayActorError, DeploymentUnavailableError) as exc:
+        # A replica died or is restarting: the request is safe to retry.
+        raise EmbeddingError(ErrorKind.UNAVAILABLE, "an encoder replica failed while "
+                             "serving this request; retry", code="encoder_unavailable",
+                             retry_after_s=1) from exc
 
 
 def app_builder(args: ServiceSettings) -> Application:
@@ -119,4 +173,5 @@ def app_builder(args: ServiceSettings) -> Application:
     deployment at once with one clear message instead of failing replicas in a loop.
     """
     resolve_model(args.model, args.onnx_file, args.revision, with_onnx=False)
-    return Ingress.bind(args, Encoder.bind(args))
+    encoder = Encoder.bind(args)
+    return Ingress.bind(args, encoder, BatchWorker.bind(args, encoder))

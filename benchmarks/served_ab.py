@@ -104,8 +104,9 @@ def _started(args: argparse.Namespace, contender, folder: Path, workdir: Path):
                        timeout_s=900) as service:
             yield service
         return
-    with worktree(contender) as root, serve_run(folder, workdir, cpus=None, timeout_s=900,
-                                                command=launcher(root), root=root) as service:
+    with worktree(contender) as root, serve_run(
+            folder, workdir, cpus=None, timeout_s=900, command=launcher(root), root=root,
+            own_batches=(root / "encoder/batch_store.py").is_file()) as service:
         yield service
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -33,13 +33,16 @@ def _schema_ref(name: str) -> dict:
 _REQUEST_SCHEMA = _schema_ref("EmbeddingRequest")
 
 
-def build_app(service: EmbeddingsService, ready: ReadyCheck,
-              api_key: str | None = None) -> FastAPI:
-    """The API: ``/v1/embeddings``, ``/v1/models``, ``/tokenize``, ``/health``, ``/``.
+def build_app(service: EmbeddingsService, ready: ReadyCheck, api_key: str | None = None,
+              extra: APIRouter | None = None) -> FastAPI:
+    """The API: ``/v1/embeddings``, ``/v1/models``, ``/tokenize``, ``/health``, ``/``, and
+    ``extra``'s routes (the Batch API's).
 
     With ``api_key`` every route but ``/health`` needs ``Authorization: Bearer <key>``.
     """
     app = FastAPI(title="jina-embeddings-v3 on ONNX Runtime", version="1.0.0")
+    if extra is not None:
+        app.include_router(extra)
     max_body = service.settings.max_body_bytes
     if api_key:
         _require_api_key(app, api_key)

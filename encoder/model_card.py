@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from encoder.errors import invalid
+
 # RoBERTa-family models number positions from pad_token_id + 1, so the first
 # pad_token_id + 1 rows of the position table can never hold a token.
 _OFFSET_POSITION_MODEL_TYPES = frozenset({"roberta", "xlm-roberta", "camembert", "xlm_roberta"})
@@ -56,6 +58,19 @@ class ModelCard:
     def task_id(self, task: str) -> int:
         """Index of ``task`` in the model's task list (its ONNX ``task_id``)."""
         return self.tasks.index(task)
+
+    def resolve_task(self, task: str | None, default: str) -> tuple[str | None, int | None]:
+        """``(task, task_id)`` for a request's ``task`` (None: ``default``); a 400 for a task
+        this model lacks, or any task for a model without tasks."""
+        if not self.tasks:
+            if task is not None:
+                raise invalid("this model has no tasks; omit 'task'", param="task")
+            return None, None
+        task = default if task is None else task
+        if task not in self.tasks:
+            raise invalid(f"unknown task {task!r}; this model's tasks are {list(self.tasks)}",
+                          param="task")
+        return task, self.task_id(task)
 
     def instruction(self, task: str | None) -> str:
         """The prefix the official encode prepends for ``task``."""

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 
+from encoder.batching import pad
 from encoder.model_files import ModelFiles
+from encoder.pooling import POOLERS, span_means
 from encoder.quantize import quantized_model
 from encoder.settings import ServiceSettings
 
@@ -78,6 +81,23 @@ class OnnxModel:
                 (ids.shape[0],), task_id, dtype=self._dtypes["task_id"]
             )
         return self.session.run([self.output_name], feed)[0]
+
+    def embed_run(self, sequences: list[np.ndarray], spans: list[np.ndarray | None],
+                  task_id: int | None, pad_id: int, pooling: str,
+                  ) -> tuple[list[np.ndarray], int, float]:
+        """One run: pad, token states, pooled vectors per sequence (one per span with late
+        chunking's spans); with the padded tokens and the ONNX run's seconds. Non-finite
+        vectors raise: a broken session must fail its run, not reach clients."""
+        ids, mask = pad(sequences, pad_id)
+        started = time.perf_counter()
+        states = self.token_states(ids, mask, task_id)
+        seconds = time.perf_counter() - started
+        pooled = POOLERS[pooling](states, mask)
+        if not np.isfinite(pooled).all():  # spans lie inside the mask: this covers them too
+            raise FloatingPointError("the ONNX session returned non-finite values")
+        return [pooled[row : row + 1] if spans[row] is None else span_means(states[row],
+                                                                            spans[row])
+                for row in range(len(sequences))], ids.size, seconds
 
     def canary(self, pad_id: int) -> np.ndarray:
         """Token states of a tiny input: the first run (ORT allocates and plans) and the

@@ -21,11 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from encoder.batching import TokenBatch, pad
+from encoder.batching import TokenBatch
 from encoder.errors import EmbeddingError, ErrorKind
 from encoder.model_card import ModelCard
 from encoder.model_files import resolve_model
-from encoder.pooling import POOLERS, span_means
 from encoder.runtime import OnnxModel, open_sessions
 from encoder.settings import BatchingSettings, ServiceSettings
 
@@ -55,12 +54,13 @@ class Scheduler:
         self._lane_count = batching.parallel_runs if lanes is not None else 1
         self._on_run = on_run
         self._on_wait = on_wait
-        self._pool = POOLERS[card.pooling]
         # The ONNX thread runs one window at a time, so the event loop keeps queueing.
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="onnx")
         self._lane_pool = (ThreadPoolExecutor(self._lane_count, thread_name_prefix="onnx-lane")
                            if lanes is not None else None)
         self._queue: deque[_Waiting] = deque()
+        # Bulk work (the Batch API): taken only when no request waits, a run at a time.
+        self._background: deque[_Waiting] = deque()
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
         # Sessions whose latest run failed: the health check runs its canary on these only.
@@ -81,11 +81,14 @@ class Scheduler:
         return cls(model, ModelCard.from_folder(files.root), settings.batching, lanes,
                    on_run, on_wait)
 
-    def enqueue(self, batches: Sequence[TokenBatch]) -> list[asyncio.Future]:
+    def enqueue(self, batches: Sequence[TokenBatch],
+                background: bool = False) -> list[asyncio.Future]:
         """Queue ``batches``; each future gets its vectors or an ``EmbeddingError``.
 
         Cancelling a future (its caller gave up) drops that batch's work if it has not
-        started, and skips its runs that have not.
+        started, and skips its runs that have not. ``background`` work yields to the rest:
+        it runs only while nothing else waits, in windows of one run's budget, so a request
+        arriving meanwhile waits at most one such run.
         """
         loop = asyncio.get_running_loop()
         if self._worker is None or self._worker.get_loop() is not loop:
@@ -94,25 +97,32 @@ class Scheduler:
             self._worker = loop.create_task(self._work())
         now = time.perf_counter()
         futures = [loop.create_future() for _ in batches]
-        self._queue.extend(_Waiting(b, f, now) for b, f in zip(batches, futures, strict=True))
+        queue = self._background if background else self._queue
+        queue.extend(_Waiting(b, f, now) for b, f in zip(batches, futures, strict=True))
         self._wake.set()
         return futures
 
-    async def embed(self, batches: Sequence[TokenBatch]) -> list[Result]:
+    async def embed(self, batches: Sequence[TokenBatch],
+                    background: bool = False) -> list[Result]:
         """``enqueue`` and wait: the results in order."""
-        return list(await asyncio.gather(*self.enqueue(batches)))
+        return list(await asyncio.gather(*self.enqueue(batches, background)))
 
     def _take_window(self) -> list[_Waiting]:
+        window = self._take(self._queue, self.batching.sort_window_tokens)
+        return window or self._take(self._background, self.batching.max_batch_tokens)
+
+    @staticmethod
+    def _take(queue: deque[_Waiting], budget: int) -> list[_Waiting]:
         taken, total = [], 0
-        while self._queue:
-            waiting = self._queue[0]
+        while queue:
+            waiting = queue[0]
             if waiting.future.done():  # cancelled: nobody waits for it
-                self._queue.popleft()
+                queue.popleft()
                 continue
-            size = min(waiting.batch.tokens, self.batching.sort_window_tokens)
-            if taken and total + size > self.batching.sort_window_tokens:
+            size = min(waiting.batch.tokens, budget)
+            if taken and total + size > budget:
                 break
-            taken.append(self._queue.popleft())
+            taken.append(queue.popleft())
             total += size
         return taken
 
@@ -197,16 +207,12 @@ class Scheduler:
             future.result()
 
     def _execute(self, run: _Run, model: OnnxModel) -> list[np.ndarray]:
-        ids, mask = pad([i.sequence for i in run.items], self.card.pad_token_id)
-        started = time.perf_counter()
-        states = model.token_states(ids, mask, run.task_id)
+        pooled, padded, seconds = model.embed_run([i.sequence for i in run.items],
+                                                  [i.spans for i in run.items], run.task_id,
+                                                  self.card.pad_token_id, self.card.pooling)
         if self._on_run is not None:
-            self._on_run(len(run.items), ids.size, time.perf_counter() - started)
-        pooled = self._pool(states, mask)
-        if not np.isfinite(pooled).all():  # spans lie inside the mask: this covers them too
-            raise FloatingPointError("the ONNX session returned non-finite values")
-        return [pooled[row : row + 1] if item.spans is None
-                else span_means(states[row], item.spans) for row, item in enumerate(run.items)]
+            self._on_run(len(run.items), padded, seconds)
+        return pooled
 
     def check(self) -> None:
         """Raise if a session whose latest run failed fails a tiny run too.
@@ -221,7 +227,7 @@ class Scheduler:
             self._failed.discard(model)
 
     async def check_async(self) -> None:
-        """``check`` on the ONNX thread, queued behind the window running now."""
+        """``check`` on the ONNX thread, behind the window running now."""
         await asyncio.get_running_loop().run_in_executor(self._thread, self.check)
 
 

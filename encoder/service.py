@@ -170,17 +170,7 @@ class EmbeddingsService:
         }
 
     def _task(self, task: str | None) -> tuple[str | None, int | None]:
-        if not self.card.tasks:
-            if task is not None:
-                raise invalid("this model has no tasks; omit 'task'", param="task")
-            return None, None
-        task = self.settings.default_task if task is None else task
-        if task not in self.card.tasks:
-            raise invalid(
-                f"unknown task {task!r}; this model's tasks are {list(self.card.tasks)}",
-                param="task",
-            )
-        return task, self.card.task_id(task)
+        return self.card.resolve_task(task, self.settings.default_task)
 
     @staticmethod
     def _check_dimensions(dimensions: int | None, width: int | None) -> None:

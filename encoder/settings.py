@@ -52,6 +52,24 @@ class BatchingSettings(BaseModel):
         return self
 
 
+class BatchApiSettings(BaseModel):
+    """The OpenAI Batch API (``args.batches``): ``/v1/files`` and ``/v1/batches``.
+
+    storage: where files and batch state live: a folder, or any URI ``pyarrow.fs`` opens
+      (``s3://bucket/prefix``, ``gs://...``). Every replica that serves the routes or runs
+      batches must reach the same place: on a cluster, an object store or a shared volume.
+    max_file_bytes: largest upload (OpenAI's limit is 200 MB); bigger ones get a 413.
+    poll_s: how often the batch runner looks for work it was not woken for (a batch left
+      by a restart, one created through another ingress replica).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    storage: str = "~/.cache/jina-embeddings-serve/batches"
+    max_file_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+    poll_s: float = Field(default=5.0, gt=0)
+
+
 class ServiceSettings(BaseModel):
     """Options of the embedding application (the ``args`` of ``serve_config.yaml``).
 
@@ -94,7 +112,7 @@ class ServiceSettings(BaseModel):
       api_key_file: file holding the API key; the environment variable
         ``EMBEDDINGS_API_KEY`` takes precedence. With neither, the service is open.
 
-    Batching: ``batching`` (``BatchingSettings``).
+    Batching: ``batching`` (``BatchingSettings``). Batch API: ``batches`` (``BatchApiSettings``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -120,3 +138,4 @@ class ServiceSettings(BaseModel):
     api_key_file: str | None = None
 
     batching: BatchingSettings = BatchingSettings()
+    batches: BatchApiSettings = BatchApiSettings()

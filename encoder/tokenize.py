@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from encoder.errors import invalid
+from encoder.errors import EmbeddingError, invalid
 
 
 class TextTokenizer:
@@ -46,17 +46,40 @@ class TextTokenizer:
             encodings = self._backend.encode_batch(list(texts))
         except (TypeError, ValueError, UnicodeError) as exc:
             raise _unencodable(texts) from exc
-        out = []
-        for index, encoding in enumerate(encodings):
-            # len() first: converting an over-long input's ids to a list only to drop them
-            # holds the GIL (a tenth of a second for 360k tokens).
-            if len(encoding) > limit:
-                if not truncate:
-                    raise too_long(index, len(encoding), limit)
-                out.append(self._truncated(encoding, texts[index], limit))
-            else:
-                out.append(encoding.ids)
+        return [self._limited(e, texts[i], i, limit, truncate) for i, e in enumerate(encodings)]
+
+    def encode_each(self, texts: Sequence[object], limit: int, truncate: bool,
+                    prefix: str = "") -> list[list[int] | EmbeddingError]:
+        """``encode`` of ``prefix`` + each text, but each text's own result: its ids, or the
+        400 it would get alone (not a string, empty, not valid Unicode, over the limit). For
+        bulk jobs, where a bad row must not fail its neighbours."""
+        out: list[list[int] | EmbeddingError] = [
+            invalid(f"input[{i}] is {'empty' if t == '' else 'not a string'}", param="input")
+            if not isinstance(t, str) or not t else [] for i, t in enumerate(texts)]
+        good = [i for i, result in enumerate(out) if result == []]
+        try:
+            encodings = self._backend.encode_batch([prefix + texts[i] for i in good])
+        except (TypeError, ValueError, UnicodeError):  # one bad text: find it alone
+            encodings = None
+        for k, i in enumerate(good):
+            try:
+                encoding = (encodings[k] if encodings is not None
+                            else self._backend.encode_batch([prefix + texts[i]])[0])
+                out[i] = self._limited(encoding, prefix + texts[i], i, limit, truncate)
+            except EmbeddingError as exc:
+                out[i] = exc
+            except (TypeError, ValueError, UnicodeError):
+                out[i] = _unencodable([texts[i]], first=i)
         return out
+
+    def _limited(self, encoding, text: str, index: int, limit: int, truncate: bool) -> list[int]:
+        # len() first: converting an over-long input's ids to a list only to drop them holds
+        # the GIL (a tenth of a second for 360k tokens).
+        if len(encoding) <= limit:
+            return encoding.ids
+        if not truncate:
+            raise too_long(index, len(encoding), limit)
+        return self._truncated(encoding, text, limit)
 
     def _truncated(self, encoding, text: str, limit: int) -> list[int]:
         # Same as the tokenizer's own truncation: the text's tokens cut, the specials kept.
@@ -176,8 +199,8 @@ def too_long(index: int, tokens: int, limit: int):
     )
 
 
-def _unencodable(texts: Sequence[str]):
-    for index, text in enumerate(texts):
+def _unencodable(texts: Sequence[str], first: int = 0):
+    for index, text in enumerate(texts, start=first):
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:

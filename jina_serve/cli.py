@@ -1,4 +1,5 @@
-"""Console scripts: ``jina-serve`` starts the service (``python -m jina_serve`` too)."""
+"""Console scripts: ``jina-serve`` starts the service (``python -m jina_serve`` too);
+``jina-embed`` runs a bulk embedding job on Ray Data."""
 
 from __future__ import annotations
 
@@ -75,3 +76,75 @@ def _check_model(args: dict) -> None:
         resolve_model(settings.model, settings.onnx_file, settings.revision, with_onnx=False)
     except (FileNotFoundError, ValidationError) as exc:
         sys.exit(f"jina-serve: {exc}")
+
+
+def embed_parser() -> argparse.ArgumentParser:
+    """``jina-embed``'s options (also what ``--help`` prints)."""
+    parser = argparse.ArgumentParser(
+        prog="jina-embed", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Embed files of texts on Ray Data with the service's own model and core: "
+                    "parquet, JSONL or CSV in, parquet with an 'embedding' column out; OpenAI "
+                    "Batch API input files in, OpenAI's output lines out.",
+        epilog="RAY_ADDRESS runs the job on that cluster (else on a local Ray). A re-run with "
+               "the same --output skips inputs already written completely.")
+    parser.add_argument("--input", required=True, help="a file, folder or glob; local or "
+                        "any URI pyarrow reads (s3://, gs://)")
+    parser.add_argument("--output", required=True, help="the output folder (or URI)")
+    parser.add_argument("--config", type=Path, help="serve config whose args and Encoder "
+                        "num_cpus the job uses (default: as jina-serve)")
+    parser.add_argument("--model", help="replaces the config's args.model")
+    parser.add_argument("--task", help="the model's task (default: args.default_task)")
+    parser.add_argument("--column", default="text", help="the column of texts (default text); "
+                        "every other column is kept")
+    parser.add_argument("--dimensions", type=int, help="Matryoshka truncation, renormalised")
+    parser.add_argument("--normalized", choices=["true", "false"], default="true")
+    parser.add_argument("--embedding-type", choices=["float", "binary", "ubinary"],
+                        default="float")
+    parser.add_argument("--truncate", action="store_true",
+                        help="cut texts over the token limit instead of failing their rows")
+    parser.add_argument("--format", choices=["auto", "table", "openai-batch"], default="auto",
+                        help="auto: JSONL whose lines hold custom_id and body is a batch file")
+    parser.add_argument("--batch-size", type=int, default=256, help="rows per encoder call")
+    parser.add_argument("--actors", type=int, help="encoder actors (default: as many as the "
+                        "cluster's CPUs hold)")
+    parser.add_argument("--actor-cpus", type=float, help="CPUs per encoder actor (default: "
+                        "the config's Encoder num_cpus)")
+    return parser
+
+
+def embed_main(argv: list[str] | None = None) -> None:
+    """``jina-embed``: run the bulk job and print its summary as JSON."""
+    import json
+
+    import ray
+
+    from encoder.bulk import BulkOptions
+    from encoder.settings import ServiceSettings
+    from jina_serve.embed_job import JobPlan, run_job
+
+    options = embed_parser().parse_args(argv)
+    source = options.config or Path(os.environ.get("EMBEDDINGS_CONFIG") or default_config())
+    config = derive_config(load_config(source), model=options.model
+                           or os.environ.get("EMBEDDINGS_MODEL") or None)
+    _check_model(app_args(config))
+    settings = ServiceSettings(**app_args(config))
+    encoder = next(d for d in config["applications"][0]["deployments"] if d["name"] == "Encoder")
+    actor_cpus = options.actor_cpus or encoder.get("ray_actor_options", {}).get("num_cpus", 1)
+    address = os.environ.get("RAY_ADDRESS") or "local"
+    extra = {"include_dashboard": False} if address == "local" else {}
+    ray.init(address=address, logging_level="WARNING",
+             runtime_env={"env_vars": {"RAY_USAGE_STATS_ENABLED": "0"}}, **extra)
+    actors = options.actors or max(1, int(ray.cluster_resources().get("CPU", 1) // actor_cpus))
+    plan = JobPlan(settings=settings, output=options.output, actor_cpus=actor_cpus,
+                   actors=actors, batch_size=options.batch_size, mode=options.format,
+                   options=BulkOptions(column=options.column, task=options.task,
+                                       dimensions=options.dimensions,
+                                       normalized=options.normalized == "true",
+                                       embedding_type=options.embedding_type,
+                                       truncate=options.truncate))
+    try:
+        summary = run_job(options.input, plan)
+    finally:
+        ray.shutdown()
+    print(json.dumps(summary, indent=2))
+    sys.exit(1 if summary["failed_files"] else 0)

@@ -64,15 +64,19 @@ def serve_run(model: Path, workdir: Path, args: dict | None = None,
               cpus: dict[str, float] | None = TEST_CPUS, timeout_s: float = 180,
               env: dict[str, str] | None = None, command: list[str] | None = None,
               graceful_s: float = 2, deployments: dict[str, dict] | None = None,
-              root: Path = ROOT) -> Iterator[ServeProcess]:
+              root: Path = ROOT, own_batches: bool = True) -> Iterator[ServeProcess]:
     """Run ``jina-serve`` on serve_config.yaml pointed at ``model``; yield the running service.
 
     ``cpus`` overrides deployments' ``num_cpus`` (None keeps serve_config.yaml's); ``env``
     adds environment variables; ``command`` replaces ``jina-serve`` (the config's path is
     passed as EMBEDDINGS_CONFIG, which both read, and appended to a plain ``serve run``);
-    ``root`` is the checkout to run (its config, code and working folder).
+    ``root`` is the checkout to run (its config, code and working folder); ``own_batches``
+    gives the instance a Batch API folder of its own in ``workdir`` (off for checkouts
+    older than the Batch API).
     """
     port = free_port()
+    if own_batches:
+        args = {"batches": {"storage": str(workdir / "batches")}, **(args or {})}
     config = derive_config(load_config(root / "serve_config.yaml"), model=str(model),
                            port=port, cpus=cpus, args=args, deployments=deployments)
     for deployment in config["applications"][0]["deployments"]:

@@ -1,0 +1,159 @@
+"""The OpenAI Batch API on the running service, through the real ``openai`` SDK: files,
+batches, output and error files, list, cancel, failed validation, a restart mid-batch, and
+interactive queries while a batch runs."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import numpy as np
+import openai
+import pytest
+from openai import OpenAI
+
+from tests.reference import cosine
+from tests.serve_process import serve_run
+
+pytestmark = pytest.mark.e2e
+
+
+def batch_file(count: int, bad: tuple[int, ...] = (), words: int = 6) -> bytes:
+    lines = [{"custom_id": f"c{i}", "method": "POST", "url": "/v1/embeddings",
+              "body": {"input": "" if i in bad else " ".join([f"line {i}"] * words),
+                       "task": "retrieval.passage"}} for i in range(count)]
+    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+
+
+def wait_for(client: OpenAI, batch_id: str, states: set[str], timeout_s: float = 180):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        batch = client.batches.retrieve(batch_id)
+        if batch.status in states:
+            return batch
+        time.sleep(0.3)
+    raise AssertionError(f"batch still {batch.status} after {timeout_s}s")
+
+
+@pytest.fixture(scope="module")
+def service(jina_dir, tmp_path_factory):
+    with serve_run(jina_dir, tmp_path_factory.mktemp("serve-batches")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(service):
+    return OpenAI(base_url=f"{service.url}/v1", api_key="unused")
+
+
+def test_a_batch_through_the_sdk(client, jina_reference):
+    uploaded = client.files.create(file=("requests.jsonl", batch_file(40, bad=(7,))),
+                                   purpose="batch")
+    assert uploaded.purpose == "batch" and uploaded.bytes > 0
+    assert client.files.retrieve(uploaded.id).filename == "requests.jsonl"
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings",
+                                  completion_window="24h", metadata={"job": "test"})
+    assert batch.status == "validating" and batch.metadata == {"job": "test"}
+    done = wait_for(client, batch.id, {"completed", "failed"})
+    assert done.status == "completed", done.errors
+    assert (done.request_counts.total, done.request_counts.completed,
+            done.request_counts.failed) == (40, 39, 1)
+    outputs = [json.loads(x) for x in client.files.content(done.output_file_id).text.splitlines()]
+    assert [o["custom_id"] for o in outputs] == [f"c{i}" for i in range(40) if i != 7]
+    first = outputs[0]["response"]
+    assert first["status_code"] == 200 and first["body"]["model"] == "jina-embeddings-v3"
+    want = jina_reference.embed(" ".join(["line 0"] * 6), "retrieval.passage")
+    assert cosine(np.asarray(first["body"]["data"][0]["embedding"]), want) >= 0.99999
+    errors = [json.loads(x) for x in client.files.content(done.error_file_id).text.splitlines()]
+    assert errors[0]["custom_id"] == "c7"
+    assert errors[0]["response"]["body"]["error"]["param"] == "input"
+    assert {f.id for f in client.files.list()} >= {uploaded.id, done.output_file_id}
+    assert client.files.delete(uploaded.id).deleted
+    with pytest.raises(openai.NotFoundError):
+        client.files.retrieve(uploaded.id)
+
+
+def test_validation_failures_as_openai_reports_them(client):
+    bad = batch_file(3) + batch_file(1)  # c0 twice
+    uploaded = client.files.create(file=("dup.jsonl", bad), purpose="batch")
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings",
+                                  completion_window="24h")
+    failed = wait_for(client, batch.id, {"failed", "completed"})
+    assert failed.status == "failed"
+    assert failed.errors.data[0].code == "duplicate_custom_id" and failed.errors.data[0].line == 4
+    with pytest.raises(openai.BadRequestError):
+        client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                              completion_window="24h")
+    with pytest.raises(openai.BadRequestError):
+        client.files.create(file=("x.jsonl", b"{}"), purpose="fine-tune")
+    with pytest.raises(openai.NotFoundError):
+        client.batches.retrieve("batch_missing")
+
+
+def test_cancel_and_list(client):
+    uploaded = client.files.create(file=("big.jsonl", batch_file(3000, words=40)),
+                                   purpose="batch")
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings",
+                                  completion_window="24h")
+    wait_for(client, batch.id, {"in_progress"})
+    assert client.batches.cancel(batch.id).status == "cancelling"
+    cancelled = wait_for(client, batch.id, {"cancelled"})
+    assert cancelled.request_counts.completed < 3000
+    listed = client.batches.list(limit=1)
+    assert listed.data[0].id == batch.id and listed.has_more
+    everything = [b.id for b in client.batches.list(limit=2)]  # the SDK pages on its own
+    assert batch.id in everything and len(everything) == len(set(everything)) >= 3
+
+
+def test_lone_queries_stay_fast_while_a_batch_runs(service, client):
+    def lone_p50(count: int = 40) -> float:
+        samples = []
+        with httpx.Client(timeout=30) as http:
+            for _ in range(count):
+                start = time.perf_counter()
+                assert http.post(f"{service.url}/v1/embeddings",
+                                 json={"input": "a lone query"}).status_code == 200
+                samples.append(time.perf_counter() - start)
+        return float(np.percentile(samples, 50)) * 1000
+
+    idle = lone_p50()
+    uploaded = client.files.create(file=("load.jsonl", batch_file(4000, words=40)),
+                                   purpose="batch")
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings",
+                                  completion_window="24h")
+    wait_for(client, batch.id, {"in_progress"})
+    busy = lone_p50()
+    still = client.batches.retrieve(batch.id)
+    client.batches.cancel(batch.id)
+    print(f"lone query p50: idle {idle:.1f} ms, during a batch {busy:.1f} ms "
+          f"({busy / idle:.2f}x; batch {still.status}, {still.request_counts.completed} done)")
+    assert still.status == "in_progress"  # the batch really ran during the measurement
+    assert busy <= 3 * idle
+
+
+def test_a_batch_survives_a_service_restart(jina_dir, tmp_path):
+    storage = {"batches": {"storage": str(tmp_path / "shared")}}
+    for run in ("first", "second"):
+        (tmp_path / run).mkdir()
+    with serve_run(jina_dir, tmp_path / "first", args=storage) as first:
+        client = OpenAI(base_url=f"{first.url}/v1", api_key="unused")
+        uploaded = client.files.create(file=("long.jsonl", batch_file(1500, words=20)),
+                                       purpose="batch")
+        batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings",
+                                      completion_window="24h")
+        deadline = time.monotonic() + 120
+        while client.batches.retrieve(batch.id).request_counts.completed < 128:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    parts = tmp_path / "shared" / "batches" / batch.id
+    before = {p.name: p.stat().st_mtime_ns for p in parts.glob("*.jsonl")}
+    assert before
+    with serve_run(jina_dir, tmp_path / "second", args=storage) as second:
+        client = OpenAI(base_url=f"{second.url}/v1", api_key="unused")
+        done = wait_for(client, batch.id, {"completed"}, timeout_s=300)
+        lines = client.files.content(done.output_file_id).text.splitlines()
+    ids = [json.loads(x)["custom_id"] for x in lines]
+    assert ids == [f"c{i}" for i in range(1500)]  # each line once, in order
+    after = {p.name: p.stat().st_mtime_ns for p in parts.glob("*.jsonl")}
+    assert all(after[name] == mtime for name, mtime in before.items())  # not redone
