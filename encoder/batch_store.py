@@ -44,7 +44,7 @@ class BatchStore:
     def create_file(self, filename: str, purpose: str, data: bytes,
                     file_id: str | None = None) -> dict[str, Any]:
         """Store ``data`` (under ``file_id`` if given: writing it again replaces it)."""
-        file_id = file_id or f"file-{uuid.uuid4().hex}"
+        file_id = file_id or f"file-{_time_ordered()}"
         record = {"id": file_id, "object": "file", "bytes": len(data),
                   "created_at": int(time.time()), "filename": filename, "purpose": purpose,
                   "status": "processed", "expires_at": None, "status_details": None}
@@ -64,7 +64,7 @@ class BatchStore:
     def list_files(self, purpose: str | None = None) -> list[dict[str, Any]]:
         """Every file object (of ``purpose``), newest first."""
         files = [f for f in self._list_json("files") if purpose in (None, f["purpose"])]
-        return sorted(files, key=lambda f: (f["created_at"], f["id"]), reverse=True)
+        return sorted(files, key=lambda f: f["id"], reverse=True)
 
     def delete_file(self, file_id: str) -> dict[str, Any]:
         """Delete a file; OpenAI's deletion object."""
@@ -80,7 +80,7 @@ class BatchStore:
         """A new batch in ``validating``; its input file must exist."""
         self.get_file(input_file_id)
         now = int(time.time())
-        batch = {"id": f"batch_{uuid.uuid4().hex}", "object": "batch", "endpoint": endpoint,
+        batch = {"id": f"batch_{_time_ordered()}", "object": "batch", "endpoint": endpoint,
                  "errors": None, "input_file_id": input_file_id,
                  "completion_window": completion_window, "status": "validating",
                  "output_file_id": None, "error_file_id": None, "created_at": now,
@@ -105,8 +105,7 @@ class BatchStore:
         """OpenAI's page of batches, newest first, starting after the batch ``after``."""
         if not 1 <= limit <= 100:
             raise invalid("'limit' must be between 1 and 100", param="limit")
-        batches = sorted(self._list_json("batches"),
-                         key=lambda b: (b["created_at"], b["id"]), reverse=True)
+        batches = sorted(self._list_json("batches"), key=lambda b: b["id"], reverse=True)
         if after is not None:
             ids = [b["id"] for b in batches]
             if after not in ids:
@@ -140,7 +139,7 @@ class BatchStore:
     def pending_batches(self) -> list[dict[str, Any]]:
         """Batches not yet in a final state, oldest first: the runner's work."""
         batches = [b for b in self._list_json("batches") if b["status"] not in FINAL_STATES]
-        return sorted(batches, key=lambda b: (b["created_at"], b["id"]))
+        return sorted(batches, key=lambda b: b["id"])
 
     # A batch's output, a part at a time
 
@@ -191,6 +190,11 @@ class BatchStore:
                 except (FileNotFoundError, ValueError):  # deleted or moved meanwhile
                     continue
         return out
+
+
+def _time_ordered() -> str:
+    """A unique id part that sorts by creation time (newest last), to the nanosecond."""
+    return f"{time.time_ns():016x}{uuid.uuid4().hex[:16]}"
 
 
 def _safe(object_id: str) -> str:

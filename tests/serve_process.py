@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -86,9 +87,17 @@ def serve_run(model: Path, workdir: Path, args: dict | None = None,
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     log_path = workdir / "serve.log"
     bin_dir = Path(sys.executable).parent
-    # HAProxy's metrics and stats ports are fixed by default: give each instance its own.
+    # HAProxy's ports and files are fixed by default (/tmp/haproxy-serve): give each
+    # instance its own, so two at once never share a config or socket. Short: unix socket
+    # paths are capped at 107 bytes.
+    haproxy = tempfile.mkdtemp(prefix="hap-")
     ports = {"RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
-             "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port())}
+             "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+             "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{haproxy}/haproxy.cfg",
+             "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{haproxy}/admin.sock",
+             "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": haproxy,
+             "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{haproxy}/server-state",
+             "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": f"{haproxy}/metrics.sock"}
     full_env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **ports, **(env or {}),
                 "PYTHONPATH": str(root), "EMBEDDINGS_CONFIG": str(config_path),
                 "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}

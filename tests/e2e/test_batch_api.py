@@ -130,30 +130,3 @@ def test_lone_queries_stay_fast_while_a_batch_runs(service, client):
           f"({busy / idle:.2f}x; batch {still.status}, {still.request_counts.completed} done)")
     assert still.status == "in_progress"  # the batch really ran during the measurement
     assert busy <= 3 * idle
-
-
-def test_a_batch_survives_a_service_restart(jina_dir, tmp_path):
-    storage = {"batches": {"storage": str(tmp_path / "shared")}}
-    for run in ("first", "second"):
-        (tmp_path / run).mkdir()
-    with serve_run(jina_dir, tmp_path / "first", args=storage) as first:
-        client = OpenAI(base_url=f"{first.url}/v1", api_key="unused")
-        uploaded = client.files.create(file=("long.jsonl", batch_file(1500, words=20)),
-                                       purpose="batch")
-        batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings",
-                                      completion_window="24h")
-        deadline = time.monotonic() + 120
-        while client.batches.retrieve(batch.id).request_counts.completed < 128:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-    parts = tmp_path / "shared" / "batches" / batch.id
-    before = {p.name: p.stat().st_mtime_ns for p in parts.glob("*.jsonl")}
-    assert before
-    with serve_run(jina_dir, tmp_path / "second", args=storage) as second:
-        client = OpenAI(base_url=f"{second.url}/v1", api_key="unused")
-        done = wait_for(client, batch.id, {"completed"}, timeout_s=300)
-        lines = client.files.content(done.output_file_id).text.splitlines()
-    ids = [json.loads(x)["custom_id"] for x in lines]
-    assert ids == [f"c{i}" for i in range(1500)]  # each line once, in order
-    after = {p.name: p.stat().st_mtime_ns for p in parts.glob("*.jsonl")}
-    assert all(after[name] == mtime for name, mtime in before.items())  # not redone
