@@ -30,39 +30,48 @@ from encoder.model_card import ModelCard
 from encoder.runtime import OnnxModel
 from encoder.settings import ServiceSettings
 from encoder.tokenize import TextTokenizer
-from jina_serve.embed_job import JobPlan, run_job
+from jina_serve.embed_job import JobPlan, local_ray_cpus, run_job
 
 _PAGE = 4096
 
 
-def ray_rss_mb() -> float:
-    """RSS of this process and every Ray worker on the machine, in MB."""
-    total = 0
+def ray_rss_mb() -> dict[str, float]:
+    """RSS in MB of this driver and of each Ray worker on the machine, by process title."""
+    found: dict[str, float] = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             cmdline = (proc / "cmdline").read_bytes()
-            if proc.name == str(os.getpid()) or b"ray::" in cmdline or (
-                    b"default_worker.py" in cmdline):
-                total += int((proc / "statm").read_text().split()[1]) * _PAGE
+            if proc.name == str(os.getpid()):
+                name = "driver"
+            elif cmdline.startswith(b"ray::"):
+                name = cmdline.split(b"\0")[0].decode(errors="replace")
+            else:
+                continue
+            rss = int((proc / "statm").read_text().split()[1]) * _PAGE / 1e6
+            found[name] = found.get(name, 0.0) + rss
         except (OSError, ValueError, IndexError):
             continue
-    return total / 1e6
+    return found
 
 
 class PeakRss:
-    """Samples ``ray_rss_mb`` every 0.2 s while in the block."""
+    """Samples ``ray_rss_mb`` every 0.2 s while in the block: the peak of the sum, and of
+    each process title."""
 
     def __enter__(self) -> PeakRss:
-        self.peak, self._stop = 0.0, threading.Event()
+        self.peak, self.each, self._stop = 0.0, {}, threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
 
     def _sample(self) -> None:
         while not self._stop.wait(0.2):
-            self.peak = max(self.peak, ray_rss_mb())
+            sample = ray_rss_mb()
+            self.peak = max(self.peak, sum(sample.values()))
+            for name, mb in sample.items():
+                self.each[name] = max(self.each.get(name, 0.0), mb)
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
@@ -90,7 +99,8 @@ def main() -> None:
     ceiling = raw_best_batch(OnnxModel(folder / "onnx/model.onnx", threads), card, ids, task)
     print(f"raw ceiling: {ceiling.texts_per_s:.1f} texts/s ({ceiling.detail})", flush=True)
 
-    ray.init(address="local", include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", include_dashboard=False, logging_level="WARNING",
+             num_cpus=local_ray_cpus())
     ray.data.DataContext.get_current().target_max_block_size = int(args.block_mb * 1e6)
     work = Path(tempfile.mkdtemp(prefix="bulk-"))
     plan = JobPlan(settings=ServiceSettings(model=str(folder)), options=BulkOptions(),
@@ -110,6 +120,8 @@ def main() -> None:
         print(f"{rows} rows ({size:.0f} MB of output, {size / args.block_mb:.0f} blocks' "
               f"worth): {rate:.1f} texts/s = {rate / ceiling.texts_per_s:.2f} of the raw "
               f"ceiling (job start included), peak RSS {rss.peak:.0f} MB", flush=True)
+        top = sorted(rss.each.items(), key=lambda kv: -kv[1])[:4]
+        print("  peaks: " + ", ".join(f"{name} {mb:.0f} MB" for name, mb in top), flush=True)
     ray.shutdown()
 
 

@@ -120,7 +120,7 @@ def embed_main(argv: list[str] | None = None) -> None:
 
     from encoder.bulk import BulkOptions
     from encoder.settings import ServiceSettings
-    from jina_serve.embed_job import JobPlan, run_job
+    from jina_serve.embed_job import JobPlan, local_ray_cpus, run_job
 
     options = embed_parser().parse_args(argv)
     source = options.config or Path(os.environ.get("EMBEDDINGS_CONFIG") or default_config())
@@ -131,10 +131,12 @@ def embed_main(argv: list[str] | None = None) -> None:
     encoder = next(d for d in config["applications"][0]["deployments"] if d["name"] == "Encoder")
     actor_cpus = options.actor_cpus or encoder.get("ray_actor_options", {}).get("num_cpus", 1)
     address = os.environ.get("RAY_ADDRESS") or "local"
-    extra = {"include_dashboard": False} if address == "local" else {}
+    extra = ({"include_dashboard": False, "num_cpus": local_ray_cpus()}
+             if address == "local" else {})
     ray.init(address=address, logging_level="WARNING",
              runtime_env={"env_vars": {"RAY_USAGE_STATS_ENABLED": "0"}}, **extra)
-    actors = options.actors or max(1, int(ray.cluster_resources().get("CPU", 1) // actor_cpus))
+    free = ray.cluster_resources().get("CPU", 1) - 1  # a CPU stays for file listing
+    actors = options.actors or max(1, int(free // actor_cpus))
     plan = JobPlan(settings=settings, output=options.output, actor_cpus=actor_cpus,
                    actors=actors, batch_size=options.batch_size, mode=options.format,
                    options=BulkOptions(column=options.column, task=options.task,

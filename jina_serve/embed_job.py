@@ -15,6 +15,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
+import os
 import sys
 import time
 import uuid
@@ -32,6 +33,13 @@ FORMATS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "cs
 # Reading and writing files is light next to ONNX: their tasks must fit beside the encoder
 # actors (Ray's default, 1 CPU each, would wait forever on a 2-core machine).
 IO_TASKS = {"num_cpus": 0.1}
+
+
+def local_ray_cpus() -> int:
+    """Logical CPUs for a local Ray of the job: the machine's plus one. Ray Data's file
+    listing task always asks for a whole CPU, which encoder actors sized to the machine
+    (1.8 of 2) would never leave it; listing is light, so one CPU of headroom is honest."""
+    return (os.cpu_count() or 1) + 1
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,177 @@
+"""Ray Serve wiring only: an ONNX ``Encoder`` deployment, a FastAPI ``Ingress``, a builder.
+
+Everything else lives in the Ray-free ``encoder`` package. No ``from __future__ import
+annotations`` here: Ray reads the builder's ``args`` type at run time to validate the YAML.
+"""
+
+import asyncio
+import contextlib
+from typing import List
+
+import ray
+from ray import serve
+from ray.exceptions import RayActorError
+from ray.serve import Application
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+from ray.serve.handle import DeploymentHandle
+
+from encoder.auth import load_api_key
+from encoder.batch_api import batch_router
+from encoder.batch_runner import BatchRunner
+from encoder.batch_store import BatchStore
+from encoder.batching import TokenBatch
+from encoder.errors import EmbeddingError, ErrorKind
+from encoder.http_app import build_app
+from encoder.metrics import EncoderMetrics
+from encoder.model_card import ModelCard
+from encoder.model_files import resolve_model
+from encoder.scheduler import Result, Scheduler
+from encoder.service import EmbeddingsService
+from encoder.settings import ServiceSettings
+from encoder.tokenize import TextTokenizer
+
+
+def replica_threads(settings: ServiceSettings) -> int:
+    """ORT threads for this replica: ``batching.ort_threads``, else its CPUs rounded."""
+    if settings.batching.ort_threads:
+        return settings.batching.ort_threads
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    return max(1, round(cpus))
+
+
+@serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 1})
+class Encoder:
+    """ONNX Runtime behind the scheduler; ``@serve.batch`` hands it the calls that arrive
+    together, so concurrent requests share windows and runs."""
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        metrics = EncoderMetrics()
+        self.scheduler = Scheduler.load(settings, replica_threads(settings),
+                                        on_run=metrics.run, on_wait=metrics.waited)
+        self._enqueue.set_batch_wait_timeout_s(settings.batching.batch_wait_timeout_s)
+
+    async def embed(self, batch: TokenBatch) -> Result:
+        """Pooled vectors of one token batch (an ``EmbeddingError`` if its run failed).
+
+        A caller that goes away (client disconnect, timeout) cancels this call; its batch
+        is then dropped from the queue, or its runs skipped.
+        """
+        return await (await self._enqueue(batch))
+
+    async def embed_background(self, batch: TokenBatch) -> Result:
+        """``embed`` for bulk work (the Batch API): it runs only while no request waits."""
+        return await self.scheduler.enqueue([batch], background=True)[0]
+
+    # Returns at once (the scheduler queues), so Ray's batcher never holds calls back
+    # behind a running window; at most a replica's max_ongoing_requests calls per group.
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0)
+    async def _enqueue(self, batches: List[TokenBatch]) -> List[asyncio.Future]:
+        return self.scheduler.enqueue(batches)
+
+    async def ping(self) -> bool:
+        """Readiness probe used by the ingress's ``/health``."""
+        return True
+
+    async def check_health(self) -> None:
+        """Ray's periodic health check, on the ONNX thread behind the running window.
+
+        Answering proves the replica's loop and ONNX thread are alive; after a failed run it
+        also runs a tiny inference, and a replica whose session fails it is replaced.
+        """
+        await self.scheduler.check_async()
+
+
+@serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0.1})
+class BatchWorker:
+    """Runs Batch API batches beside the serving replicas (``encoder/batch_runner.py``),
+    resuming what a restart left, with the encoders' background queue doing the work."""
+
+    async def __init__(self, settings: ServiceSettings, encoder: DeploymentHandle) -> None:
+        self._encoder = encoder
+        service = _service(settings, self._embed)
+        self.runner = BatchRunner(BatchStore(settings.batches.storage), service,
+                                  settings.batches.max_file_bytes)
+        self._poll_s = settings.batches.poll_s
+        self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop().create_task(self._run_forever())
+
+    async def _embed(self, batches: List[TokenBatch]) -> List[Result]:
+        return await _call_encoders(self._encoder.embed_background, batches)
+
+    async def wake(self) -> None:
+        """Look for work now (a batch was created or cancelled)."""
+        self._wake.set()
+
+    async def _run_forever(self) -> None:
+        while True:
+            self._wake.clear()
+            await self.runner.run_pending()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_s)
+
+
+@serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.2})
+@serve.ingress()
+class Ingress:
+    """HTTP front: validates, admits and tokenizes; sends token batches to the encoders."""
+
+    def __init__(self, settings: ServiceSettings, encoder: DeploymentHandle,
+                 batches: DeploymentHandle) -> None:
+        # Read on the replica, so the key is never part of the serialised application.
+        self._api_key = load_api_key(settings.api_key_file)
+        self._encoder = encoder
+        self._batches = batches
+        self._batch_store = BatchStore(settings.batches.storage)
+        self.service = _service(settings, self._embed)
+
+    async def _embed(self, batches: List[TokenBatch]) -> List[Result]:
+        return await _call_encoders(self._encoder.embed, batches)
+
+    async def _wake_batches(self) -> None:
+        await self._batches.wake.remote()
+
+    async def _ready(self) -> bool:
+        try:
+            return await asyncio.wait_for(self._encoder.ping.remote(), timeout=2.0)
+        except Exception:
+            return False
+
+    def __serve_build_asgi_app__(self):
+        settings = self.service.settings
+        router = batch_router(self._batch_store, self._wake_batches,
+                              settings.batches.max_file_bytes, settings.max_body_bytes)
+        return build_app(self.service, self._ready, self._api_key, router)
+
+
+def _service(settings: ServiceSettings, embed) -> EmbeddingsService:
+    files = resolve_model(settings.model, settings.onnx_file, settings.revision,
+                          with_onnx=False)
+    return EmbeddingsService(settings, ModelCard.from_folder(files.root),
+                             TextTokenizer(files.root), embed)
+
+
+async def _call_encoders(method, batches: List[TokenBatch]) -> List[Result]:
+    """One call per batch (the router spreads a big request's pieces over replicas), with
+    Ray's failures as the service's errors."""
+    try:
+        return await asyncio.gather(*(method.remote(b) for b in batches))
+    except BackPressureError as exc:
+        raise EmbeddingError(ErrorKind.UNAVAILABLE, "the encoders' queues are full; retry",
+                             code="overloaded",
+                             retry_after_s=max(1, round(exc.retry_after_s or 1))) from exc
+    except (RayActorError, DeploymentUnavailableError) as exc:
+        # A replica died or is restarting: the request is safe to retry.
+        raise EmbeddingError(ErrorKind.UNAVAILABLE, "an encoder replica failed while "
+                             "serving this request; retry", code="encoder_unavailable",
+                             retry_after_s=1) from exc
+
+
+def app_builder(args: ServiceSettings) -> Application:
+    """Build the application from ``serve_config.yaml``'s ``args`` (validated by Ray).
+
+    The model's metadata is resolved here first, so a model that cannot be found fails the
+    deployment at once with one clear message instead of failing replicas in a loop.
+    """
+    resolve_model(args.model, args.onnx_file, args.revision, with_onnx=False)
+    encoder = Encoder.bind(args)
+    return Ingress.bind(args, encoder, BatchWorker.bind(args, encoder))

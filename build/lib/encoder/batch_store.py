@@ -1,0 +1,205 @@
+"""Durable state of the Batch API: files and batches in a folder or an object store URI.
+
+Layout under the root (any ``pyarrow.fs`` filesystem: a local or shared folder, ``s3://``,
+``gs://``):
+
+  files/<file_id>.json        the file object (OpenAI's shape)
+  files/<file_id>.data        its bytes
+  batches/<batch_id>.json     the batch object (status, counts, file ids)
+  batches/<batch_id>/<part>.jsonl, <part>.errors.jsonl   output lines, one part at a time
+
+Every write goes to a temporary name first and is moved into place, so a reader (another
+replica, a restarted service) never sees half a file, and a finished part is never redone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from encoder.errors import EmbeddingError, ErrorKind, invalid
+
+# OpenAI's states; a batch in one of these is done.
+FINAL_STATES = {"completed", "failed", "cancelled", "expired"}
+
+
+class BatchStore:
+    """Files and batches, as OpenAI's API shapes them, kept under ``root``."""
+
+    def __init__(self, root: str) -> None:
+        if "://" in root:
+            self.fs, self.root = pafs.FileSystem.from_uri(root)
+        else:
+            self.fs, self.root = pafs.LocalFileSystem(), str(Path(root).expanduser().resolve())
+        for folder in ("files", "batches"):
+            self.fs.create_dir(f"{self.root}/{folder}", recursive=True)
+
+    # Files
+
+    def create_file(self, filename: str, purpose: str, data: bytes,
+                    file_id: str | None = None) -> dict[str, Any]:
+        """Store ``data`` (under ``file_id`` if given: writing it again replaces it)."""
+        file_id = file_id or f"file-{_time_ordered()}"
+        record = {"id": file_id, "object": "file", "bytes": len(data),
+                  "created_at": int(time.time()), "filename": filename, "purpose": purpose,
+                  "status": "processed", "expires_at": None, "status_details": None}
+        self._write(f"files/{file_id}.data", data)
+        self._write(f"files/{file_id}.json", json.dumps(record).encode())
+        return record
+
+    def get_file(self, file_id: str) -> dict[str, Any]:
+        """The file object, or a 404."""
+        return self._read_json(f"files/{_safe(file_id)}.json", f"No such File object: {file_id}")
+
+    def file_content(self, file_id: str) -> bytes:
+        """The file's bytes, or a 404."""
+        self.get_file(file_id)
+        return self._read(f"files/{file_id}.data")
+
+    def list_files(self, purpose: str | None = None) -> list[dict[str, Any]]:
+        """Every file object (of ``purpose``), newest first."""
+        files = [f for f in self._list_json("files") if purpose in (None, f["purpose"])]
+        return sorted(files, key=lambda f: f["id"], reverse=True)
+
+    def delete_file(self, file_id: str) -> dict[str, Any]:
+        """Delete a file; OpenAI's deletion object."""
+        self.get_file(file_id)
+        for suffix in (".data", ".json"):
+            self.fs.delete_file(f"{self.root}/files/{file_id}{suffix}")
+        return {"id": file_id, "object": "file", "deleted": True}
+
+    # Batches
+
+    def create_batch(self, input_file_id: str, endpoint: str, completion_window: str,
+                     metadata: dict[str, str] | None) -> dict[str, Any]:
+        """A new batch in ``validating``; its input file must exist."""
+        self.get_file(input_file_id)
+        now = int(time.time())
+        batch = {"id": f"batch_{_time_ordered()}", "object": "batch", "endpoint": endpoint,
+                 "errors": None, "input_file_id": input_file_id,
+                 "completion_window": completion_window, "status": "validating",
+                 "output_file_id": None, "error_file_id": None, "created_at": now,
+                 "in_progress_at": None, "expires_at": now + 24 * 3600, "finalizing_at": None,
+                 "completed_at": None, "failed_at": None, "expired_at": None,
+                 "cancelling_at": None, "cancelled_at": None,
+                 "request_counts": {"total": 0, "completed": 0, "failed": 0},
+                 "metadata": metadata}
+        self.save_batch(batch)
+        return batch
+
+    def get_batch(self, batch_id: str) -> dict[str, Any]:
+        """The batch object as the runner last wrote it, or a 404 (clients: ``view``)."""
+        return self._read_json(f"batches/{_safe(batch_id)}.json",
+                               f"No such Batch object: {batch_id}")
+
+    def save_batch(self, batch: dict[str, Any]) -> None:
+        """Write a batch object (its new state)."""
+        self._write(f"batches/{batch['id']}.json", json.dumps(batch).encode())
+
+    def list_batches(self, after: str | None = None, limit: int = 20) -> dict[str, Any]:
+        """OpenAI's page of batches, newest first, starting after the batch ``after``."""
+        if not 1 <= limit <= 100:
+            raise invalid("'limit' must be between 1 and 100", param="limit")
+        batches = sorted(self._list_json("batches"), key=lambda b: b["id"], reverse=True)
+        if after is not None:
+            ids = [b["id"] for b in batches]
+            if after not in ids:
+                raise invalid(f"no batch {after!r} to list after", param="after")
+            batches = batches[ids.index(after) + 1:]
+        page = [self.view(b) for b in batches[:limit]]
+        return {"object": "list", "data": page,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+                "has_more": len(batches) > limit}
+
+    def request_cancel(self, batch_id: str) -> dict[str, Any]:
+        """Mark a batch for cancelling; the runner, the batch's only writer, acts on it."""
+        batch = self.get_batch(batch_id)
+        if batch["status"] not in FINAL_STATES and not self.cancel_requested(batch_id):
+            self._write(f"batches/{batch_id}.cancel", str(int(time.time())).encode())
+        return self.view(batch)
+
+    def cancel_requested(self, batch_id: str) -> bool:
+        """Whether the batch was asked to cancel."""
+        info = self.fs.get_file_info(f"{self.root}/batches/{batch_id}.cancel")
+        return info.type == pafs.FileType.File
+
+    def view(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The batch as clients see it: ``cancelling`` once asked, until the runner is done."""
+        if batch["status"] in FINAL_STATES or not self.cancel_requested(batch["id"]):
+            return batch
+        asked = int(self._read(f"batches/{batch['id']}.cancel") or 0)
+        return {**batch, "status": "cancelling", "cancelling_at": batch["cancelling_at"] or asked}
+
+    def pending_batches(self) -> list[dict[str, Any]]:
+        """Batches not yet in a final state, oldest first: the runner's work."""
+        batches = [b for b in self._list_json("batches") if b["status"] not in FINAL_STATES]
+        return sorted(batches, key=lambda b: b["id"])
+
+    # A batch's output, a part at a time
+
+    def write_part(self, batch_id: str, part: int, outputs: list[bytes],
+                   errors: list[bytes]) -> None:
+        """One part's output and error lines (errors first: the output marks completion)."""
+        self._write(f"batches/{batch_id}/{part:06d}.errors.jsonl", b"".join(errors))
+        self._write(f"batches/{batch_id}/{part:06d}.jsonl", b"".join(outputs))
+
+    def done_parts(self, batch_id: str) -> set[int]:
+        """The parts of a batch already written completely."""
+        selector = pafs.FileSelector(f"{self.root}/batches/{batch_id}", allow_not_found=True)
+        names = [Path(info.path).name for info in self.fs.get_file_info(selector)]
+        return {int(n.split(".")[0]) for n in names if n.endswith(".jsonl")
+                and not n.endswith(".errors.jsonl") and n.split(".")[0].isdigit()}
+
+    def part_lines(self, batch_id: str, part: int, errors: bool) -> bytes:
+        """A written part's output (or error) lines."""
+        return self._read(f"batches/{batch_id}/{part:06d}{'.errors' if errors else ''}.jsonl")
+
+    # Plumbing
+
+    def _write(self, relative: str, data: bytes) -> None:
+        path = f"{self.root}/{relative}"
+        self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        partial = f"{path}.{uuid.uuid4().hex[:8]}.partial"
+        with self.fs.open_output_stream(partial) as out:
+            out.write(data)
+        self.fs.move(partial, path)
+
+    def _read(self, relative: str) -> bytes:
+        with self.fs.open_input_stream(f"{self.root}/{relative}") as stream:
+            return stream.read()
+
+    def _read_json(self, relative: str, missing: str) -> dict[str, Any]:
+        try:
+            return json.loads(self._read(relative))
+        except FileNotFoundError:
+            raise EmbeddingError(ErrorKind.NOT_FOUND, missing, code="not_found") from None
+
+    def _list_json(self, folder: str) -> list[dict[str, Any]]:
+        infos = self.fs.get_file_info(pafs.FileSelector(f"{self.root}/{folder}"))
+        out = []
+        for info in infos:
+            if info.type == pafs.FileType.File and info.path.endswith(".json"):
+                try:
+                    out.append(json.loads(self._read(f"{folder}/{Path(info.path).name}")))
+                except (FileNotFoundError, ValueError):  # deleted or moved meanwhile
+                    continue
+        return out
+
+
+def _time_ordered() -> str:
+    """A unique id part that sorts by creation time (newest last), to the nanosecond."""
+    return f"{time.time_ns():016x}{uuid.uuid4().hex[:16]}"
+
+
+def _safe(object_id: str) -> str:
+    """An id as a file name; anything that could leave the folder is a 404."""
+    if not object_id or "/" in object_id or object_id.startswith("."):
+        raise EmbeddingError(ErrorKind.NOT_FOUND, f"No such object: {object_id}",
+                             code="not_found")
+    return object_id

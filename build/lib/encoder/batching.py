@@ -1,0 +1,93 @@
+"""How token sequences travel to the encoder: ``TokenBatch``, request splitting, padding."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TokenBatch:
+    """Token sequences of one task, flattened: what one handle call to an encoder carries.
+
+    One flat int32 array plus lengths pickles in a single buffer, unlike a list of lists.
+    Each sequence pools to one vector, unless ``spans`` is set (late chunking): then each
+    sequence pools to one mean per ``[start, end)`` token span of its own.
+    """
+
+    task_id: int | None
+    ids: np.ndarray  # int32, all sequences back to back
+    lengths: np.ndarray  # int32, one per sequence
+    spans: tuple[np.ndarray, ...] | None = None  # per sequence: int [n, 2] token ranges
+
+    @classmethod
+    def from_lists(
+        cls,
+        task_id: int | None,
+        sequences: Sequence[Sequence[int]],
+        spans: Sequence[np.ndarray] | None = None,
+    ) -> TokenBatch:
+        """Flatten ``sequences`` (with late chunking's token ``spans``, one per sequence)."""
+        lengths = np.fromiter((len(s) for s in sequences), dtype=np.int32, count=len(sequences))
+        flat = np.fromiter(
+            (t for s in sequences for t in s), dtype=np.int32, count=int(lengths.sum())
+        )
+        if spans is not None:
+            spans = tuple(np.asarray(s, dtype=np.int32).reshape(-1, 2) for s in spans)
+        return cls(task_id=task_id, ids=flat, lengths=lengths, spans=spans)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def outputs(self) -> int:
+        """How many vectors this batch pools to."""
+        if self.spans is None:
+            return len(self.lengths)
+        return sum(len(s) for s in self.spans)
+
+    @property
+    def tokens(self) -> int:
+        return int(self.lengths.sum())
+
+    def sequences(self) -> list[np.ndarray]:
+        """The sequences as views into the flat array."""
+        return np.split(self.ids, np.cumsum(self.lengths)[:-1])
+
+
+def split_by_tokens(sequences: Sequence[Sequence[int]], budget: int) -> list[range]:
+    """Consecutive index ranges whose token sums stay within ``budget`` (at least one each).
+
+    The ingress sends each range as its own handle call, so one large request is spread
+    over windows (and replicas) instead of becoming one giant call.
+    """
+    ranges, start, total = [], 0, 0
+    for index, sequence in enumerate(sequences):
+        if index > start and total + len(sequence) > budget:
+            ranges.append(range(start, index))
+            start, total = index, 0
+        total += len(sequence)
+    if sequences:
+        ranges.append(range(start, len(sequences)))
+    return ranges
+
+
+def request_batches(
+    task_id: int | None, sequences: Sequence[Sequence[int]], budget: int
+) -> list[TokenBatch]:
+    """One request's token batches, as the ingress sends them: ``split_by_tokens`` ranges."""
+    return [TokenBatch.from_lists(task_id, sequences[r.start : r.stop])
+            for r in split_by_tokens(sequences, budget)]
+
+
+def pad(sequences: Sequence[np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad to a ``[batch, longest]`` int64 id matrix and its attention mask."""
+    longest = max(len(s) for s in sequences)
+    ids = np.full((len(sequences), longest), pad_id, dtype=np.int64)
+    mask = np.zeros((len(sequences), longest), dtype=np.int64)
+    for row, sequence in enumerate(sequences):
+        ids[row, : len(sequence)] = sequence
+        mask[row, : len(sequence)] = 1
+    return ids, mask

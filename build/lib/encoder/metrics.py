@@ -1,0 +1,91 @@
+"""Prometheus metrics of the service, recorded through ``ray.serve.metrics``.
+
+Ray adds the ``deployment``, ``replica`` and ``application`` tags and exports every metric
+with a ``ray_`` prefix on each node's metrics agent (see the README's operations section).
+Outside a Ray replica (unit tests, benchmarks) the recorders do nothing, so the core stays
+importable and testable without Ray.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Boundaries chosen for CPU inference: ~1 ms (tiny batch) to ~1 min (8192-token windows).
+_MS_BOUNDARIES = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000]
+_SIZE_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+_TOKEN_BOUNDARIES = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]
+
+
+class _NoMetric:
+    def inc(self, value: float = 1.0, tags: dict[str, str] | None = None) -> None:
+        pass
+
+    def observe(self, value: float, tags: dict[str, str] | None = None) -> None:
+        pass
+
+
+def _serve_metrics() -> Any | None:
+    try:
+        from ray import serve
+        from ray.serve import metrics
+
+        serve.get_replica_context()
+    except Exception:  # no Ray, or not inside a replica
+        return None
+    return metrics
+
+
+class IngressMetrics:
+    """What clients asked for: inputs and tokens by task, errors by status and code."""
+
+    def __init__(self) -> None:
+        m = _serve_metrics()
+        if m is None:
+            self.inputs = self.tokens = self.errors = _NoMetric()
+            return
+        self.inputs = m.Counter("embeddings_inputs", "Inputs embedded (texts or chunks).",
+                                tag_keys=("task",))
+        self.tokens = m.Counter("embeddings_tokens", "Tokens embedded, special tokens and "
+                                "instructions included.", tag_keys=("task",))
+        self.errors = m.Counter("embeddings_errors", "Requests answered with an error.",
+                                tag_keys=("status", "code"))
+
+    def embedded(self, task: str | None, inputs: int, tokens: int) -> None:
+        """Record one answered request."""
+        tags = {"task": task or "none"}
+        self.inputs.inc(inputs, tags)
+        self.tokens.inc(tokens, tags)
+
+    def failed(self, status: int, code: str | None) -> None:
+        """Record one error response."""
+        self.errors.inc(1, {"status": str(status), "code": code or "none"})
+
+
+class EncoderMetrics:
+    """How the encoder batches: run sizes, padded tokens, queue wait and ONNX time."""
+
+    def __init__(self) -> None:
+        m = _serve_metrics()
+        if m is None:
+            self.batch_size = self.batch_tokens = self.queue_wait = self.onnx = _NoMetric()
+            return
+        self.batch_size = m.Histogram("embeddings_batch_size", "Sequences per ONNX run.",
+                                      boundaries=_SIZE_BOUNDARIES)
+        self.batch_tokens = m.Histogram("embeddings_batch_tokens", "Padded tokens (longest "
+                                        "x sequences) per ONNX run.",
+                                        boundaries=_TOKEN_BOUNDARIES)
+        self.queue_wait = m.Histogram("embeddings_queue_wait_ms", "Time a token batch waits "
+                                      "in the encoder replica before its ONNX run starts.",
+                                      boundaries=_MS_BOUNDARIES)
+        self.onnx = m.Histogram("embeddings_onnx_ms", "Duration of one ONNX run.",
+                                boundaries=_MS_BOUNDARIES)
+
+    def run(self, sequences: int, padded_tokens: int, seconds: float) -> None:
+        """Record one ONNX run (called by the pipeline)."""
+        self.batch_size.observe(sequences)
+        self.batch_tokens.observe(padded_tokens)
+        self.onnx.observe(seconds * 1000.0)
+
+    def waited(self, seconds: float) -> None:
+        """Record how long a token batch waited for its run."""
+        self.queue_wait.observe(seconds * 1000.0)

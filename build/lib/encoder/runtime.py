@@ -1,0 +1,130 @@
+"""One ONNX Runtime session and the discovery of its inputs and outputs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from encoder.batching import pad
+from encoder.model_files import ModelFiles
+from encoder.pooling import POOLERS, span_means
+from encoder.quantize import quantized_model
+from encoder.settings import ServiceSettings
+
+# Token-state outputs, best first. Jina's second output is a pooler, never an embedding.
+_STATE_OUTPUTS = ("text_embeds", "last_hidden_state", "token_embeddings")
+_KNOWN_INPUTS = {"input_ids", "attention_mask", "token_type_ids", "task_id"}
+_NP_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
+
+logger = logging.getLogger(__name__)
+
+
+class OnnxModel:
+    """An ONNX encoder that maps token ids to token states ``[batch, seq, width]``.
+
+    Input and output names come from the session, so jina-v3 (``task_id`` scalar,
+    ``text_embeds``) and plain BERT-style exports (``token_type_ids``, ``last_hidden_state``)
+    both serve.
+    """
+
+    def __init__(self, path: Path, threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        # ORT ignores OMP_* variables: its own pools are the only knobs, and one run at a
+        # time per replica means inter-op parallelism only adds contention.
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Idle ORT threads spin for a while by default, burning the cores the proxy, ingress
+        # and tokenizer need between runs; on a small machine that costs more than it saves.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.threads = threads
+        self.session = ort.InferenceSession(os.fspath(path), options,
+                                            providers=["CPUExecutionProvider"])
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        unknown = set(inputs) - _KNOWN_INPUTS
+        missing = {"input_ids", "attention_mask"} - set(inputs)
+        if unknown or missing:
+            raise ValueError(
+                f"{path}: unsupported ONNX inputs (unknown {sorted(unknown)}, "
+                f"missing {sorted(missing)})"
+            )
+        self._dtypes = {name: _NP_TYPES.get(i.type, np.int64) for name, i in inputs.items()}
+        self.has_token_types = "token_type_ids" in inputs
+        self.has_task_id = "task_id" in inputs
+        self._task_is_scalar = self.has_task_id and len(inputs["task_id"].shape) == 0
+        self.output_name = _state_output(self.session.get_outputs(), path)
+        shape = next(o.shape for o in self.session.get_outputs() if o.name == self.output_name)
+        self.width: int | None = shape[-1] if isinstance(shape[-1], int) else None
+
+    def token_states(
+        self, ids: np.ndarray, mask: np.ndarray, task_id: int | None
+    ) -> np.ndarray:
+        """Run the model on a padded ``[batch, seq]`` batch of one task."""
+        feed = {
+            "input_ids": ids.astype(self._dtypes["input_ids"], copy=False),
+            "attention_mask": mask.astype(self._dtypes["attention_mask"], copy=False),
+        }
+        if self.has_token_types:
+            feed["token_type_ids"] = np.zeros_like(ids, dtype=self._dtypes["token_type_ids"])
+        if self.has_task_id:
+            if task_id is None:
+                raise ValueError("this model needs a task_id")
+            value = np.array(task_id, dtype=self._dtypes["task_id"])
+            feed["task_id"] = value if self._task_is_scalar else np.full(
+                (ids.shape[0],), task_id, dtype=self._dtypes["task_id"]
+            )
+        return self.session.run([self.output_name], feed)[0]
+
+    def embed_run(self, sequences: list[np.ndarray], spans: list[np.ndarray | None],
+                  task_id: int | None, pad_id: int, pooling: str,
+                  ) -> tuple[list[np.ndarray], int, float]:
+        """One run: pad, token states, pooled vectors per sequence (one per span with late
+        chunking's spans); with the padded tokens and the ONNX run's seconds. Non-finite
+        vectors raise: a broken session must fail its run, not reach clients."""
+        ids, mask = pad(sequences, pad_id)
+        started = time.perf_counter()
+        states = self.token_states(ids, mask, task_id)
+        seconds = time.perf_counter() - started
+        pooled = POOLERS[pooling](states, mask)
+        if not np.isfinite(pooled).all():  # spans lie inside the mask: this covers them too
+            raise FloatingPointError("the ONNX session returned non-finite values")
+        return [pooled[row : row + 1] if spans[row] is None else span_means(states[row],
+                                                                            spans[row])
+                for row in range(len(sequences))], ids.size, seconds
+
+    def canary(self, pad_id: int) -> np.ndarray:
+        """Token states of a tiny input: the first run (ORT allocates and plans) and the
+        health check's probe."""
+        ids = np.full((1, 4), pad_id, dtype=np.int64)
+        return self.token_states(ids, np.ones_like(ids), 0 if self.has_task_id else None)
+
+
+def open_sessions(files: ModelFiles, settings: ServiceSettings,
+                  threads: int) -> tuple[OnnxModel, OnnxModel | None]:
+    """The model's session on ``threads`` ORT threads, plus the lane session of
+    ``threads // parallel_runs`` threads when parallel runs are on (else None)."""
+    assert files.onnx is not None
+    onnx = quantized_model(files.onnx) if settings.quantize == "int8" else files.onnx
+    lane_count = min(settings.batching.parallel_runs, threads)
+    logger.info("loading %s with %d ORT thread(s)%s", onnx, threads,
+                f", {lane_count} parallel runs" if lane_count > 1 else "")
+    lanes = OnnxModel(onnx, threads // lane_count) if lane_count > 1 else None
+    return OnnxModel(onnx, threads), lanes
+
+
+def _state_output(outputs, path: Path) -> str:
+    names = [o.name for o in outputs]
+    for name in _STATE_OUTPUTS:
+        if name in names:
+            return name
+    for output in outputs:
+        if len(output.shape) == 3:
+            return output.name
+    raise ValueError(f"{path}: no token-state output (rank 3) among {names}")

@@ -1,0 +1,141 @@
+"""All options of the service in one pydantic model: YAML ``args`` are validated here once.
+
+Defaults live here and nowhere else; ``serve_config.yaml`` carries only what an operator tunes.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class BatchingSettings(BaseModel):
+    """How an encoder replica batches (``args.batching``): latency against throughput.
+
+    The figures behind each default are in docs/decisions/scheduler.md.
+
+    max_batch_tokens: padded tokens (longest input x inputs) per ONNX run. Long passages run
+      faster per text in small runs (attention and cache misses grow with the run); short
+      queries are flat from 512 up. An input longer than the budget runs alone.
+    sort_window_tokens: tokens the scheduler takes from its queue at once. It sorts them all
+      by length before packing runs, so runs hold inputs of near-equal length and pad
+      little. Larger windows pad less but return their requests together at the window's
+      end. The ingress splits requests into pieces of at most this many tokens, so a big
+      request queues at most this much ahead of a query arriving after it. Must be at
+      least ``max_batch_tokens``.
+    batch_wait_timeout_s: how long ``@serve.batch`` waits for more calls before handing
+      what it has to the scheduler. 0 still batches under load (calls that arrive during a
+      run join the next window); a wait only delays a lone request.
+    ort_threads: ONNX Runtime threads per encoder replica (None: the replica's
+      ``num_cpus``, rounded, at least 1). More threads than CPUs slows every replica.
+    parallel_runs: ONNX runs a replica executes at once when its window holds several,
+      each on its own thread of one session of ``ort_threads // parallel_runs`` threads. A
+      run shares no barrier with the others, so a core taken for a moment (by Ray's own
+      processes, the ingress) stalls one run, not all. The cost: a lone query runs on
+      fewer threads. 1 runs one at a time on all ``ort_threads``. Capped at ``ort_threads``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_batch_tokens: int = Field(default=512, ge=1)
+    sort_window_tokens: int = Field(default=4096, ge=1)
+    batch_wait_timeout_s: float = Field(default=0.0, ge=0.0)
+    ort_threads: int | None = Field(default=None, ge=1)
+    parallel_runs: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _window_holds_a_run(self) -> BatchingSettings:
+        if self.sort_window_tokens < self.max_batch_tokens:
+            raise ValueError(f"sort_window_tokens ({self.sort_window_tokens}) must be at least "
+                             f"max_batch_tokens ({self.max_batch_tokens})")
+        return self
+
+
+class BatchApiSettings(BaseModel):
+    """The OpenAI Batch API (``args.batches``): ``/v1/files`` and ``/v1/batches``.
+
+    storage: where files and batch state live: a folder, or any URI ``pyarrow.fs`` opens
+      (``s3://bucket/prefix``, ``gs://...``). Every replica that serves the routes or runs
+      batches must reach the same place: on a cluster, an object store or a shared volume.
+    max_file_bytes: largest upload (OpenAI's limit is 200 MB); bigger ones get a 413.
+    poll_s: how often the batch runner looks for work it was not woken for (a batch left
+      by a restart, one created through another ingress replica).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    storage: str = "~/.cache/jina-embeddings-serve/batches"
+    max_file_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+    poll_s: float = Field(default=5.0, gt=0)
+
+
+class ServiceSettings(BaseModel):
+    """Options of the embedding application (the ``args`` of ``serve_config.yaml``).
+
+    Model
+      model: a local folder in the Hugging Face layout, or a hub repo id downloaded with
+        ``huggingface_hub`` (honours ``HF_HOME``, ``HF_TOKEN`` and ``HF_HUB_OFFLINE``).
+      revision: hub revision (branch, tag or commit) to download; ignored for folders.
+      onnx_file: ONNX file inside the model folder. ``onnx/model_fp16.onnx`` halves memory
+        but is slower on most CPUs than fp32.
+      quantize: "int8" serves a dynamically quantized copy of ``onnx_file`` (weights int8),
+        built on first start and cached beside the model; faster on CPU, vectors close to
+        fp32's. "none" serves the file as it is.
+      served_model_name: the ``model`` reported in responses and ``/v1/models``.
+      default_task: task used when a request names none (models with tasks only).
+      max_tokens: cap on tokens per input, below the model's own limit (None = the model's).
+
+    Limits (requests over them get a 400/413 before any work is queued)
+      max_inputs: inputs per request (OpenAI allows 2048).
+      max_request_tokens: tokens per request, summed over inputs. Bounds the work one caller
+        can queue; 300k is OpenAI's per-request cap.
+      max_body_bytes: request body size; sized so 2048 inputs near the token cap fit.
+
+    Overload (bounded queues: a burst gets fast 429s, admitted requests keep their latency)
+      max_inflight_tokens: tokens one ingress replica holds in flight (queued + running);
+        a request that would exceed it gets 429 + Retry-After, unless nothing is in flight.
+        Roughly throughput (tokens/s) x the queueing delay you accept; lower it on slow CPUs.
+        Checked first on an estimate from the body's size, so an overloaded service refuses
+        before tokenizing; the exact count then holds the budget.
+      max_inflight_requests: requests one ingress replica holds in flight, likewise. Keep
+        the Ingress's ``max_ongoing_requests`` above it so Ray's own queue stays empty.
+      request_timeout_s: time an admitted request may wait for the encoders before a 504.
+
+    Late chunking
+      late_chunking_overlap: tokens shared by consecutive windows when a late-chunked
+        document is longer than the model's limit. Each token takes its state from the
+        window where it sits farthest from an edge, so it keeps at least half this many
+        tokens of context on each side; the cost is this many extra tokens per window.
+
+    Security
+      api_key_file: file holding the API key; the environment variable
+        ``EMBEDDINGS_API_KEY`` takes precedence. With neither, the service is open.
+
+    Batching: ``batching`` (``BatchingSettings``). Batch API: ``batches`` (``BatchApiSettings``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = "jinaai/jina-embeddings-v3"
+    revision: str | None = None
+    onnx_file: str = "onnx/model.onnx"
+    quantize: Literal["none", "int8"] = "none"
+    served_model_name: str = "jina-embeddings-v3"
+    default_task: str = "text-matching"
+    max_tokens: int | None = Field(default=None, ge=1)
+
+    max_inputs: int = Field(default=2048, ge=1)
+    max_request_tokens: int = Field(default=300_000, ge=1)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+
+    max_inflight_tokens: int = Field(default=65_536, ge=1)
+    max_inflight_requests: int = Field(default=192, ge=1)
+    request_timeout_s: float = Field(default=120.0, gt=0)
+
+    late_chunking_overlap: int = Field(default=512, ge=0)
+
+    api_key_file: str | None = None
+
+    batching: BatchingSettings = BatchingSettings()
+    batches: BatchApiSettings = BatchApiSettings()

@@ -1,0 +1,65 @@
+"""The Serve config file: where it is, and a copy with a few keys replaced."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_NAME = "serve_config.yaml"
+# Where `pip install` puts the shipped config (pyproject.toml's data-files).
+INSTALLED_CONFIG = Path(sys.prefix) / "share" / "jina-embeddings-serve" / CONFIG_NAME
+
+
+def default_config() -> Path:
+    """``serve_config.yaml`` in the working folder, else the copy installed with the package."""
+    local = Path(CONFIG_NAME)
+    return local if local.is_file() or not INSTALLED_CONFIG.is_file() else INSTALLED_CONFIG
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """The config as a dict (a ``ServeDeploySchema`` document)."""
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def derive_config(
+    config: dict[str, Any],
+    *,
+    model: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    args: dict[str, Any] | None = None,
+    cpus: dict[str, float] | None = None,
+    deployments: dict[str, dict] | None = None,
+) -> dict[str, Any]:
+    """A copy of ``config`` with the first application's ``args.model`` (a folder made
+    absolute, as replicas may run elsewhere), other ``args``, the HTTP host/port, the
+    deployments' ``num_cpus`` and any deployment keys (``deployments``: name -> keys)
+    replaced."""
+    config = yaml.safe_load(yaml.safe_dump(config))  # a deep copy of plain YAML data
+    app = config["applications"][0]
+    app_args = app.setdefault("args", {})
+    if model:
+        app_args["model"] = str(Path(model).resolve()) if Path(model).exists() else model
+    for key, value in (args or {}).items():
+        if isinstance(value, dict) and isinstance(app_args.get(key), dict):
+            app_args[key] = {**app_args[key], **value}
+        else:
+            app_args[key] = value
+    http = config.setdefault("http_options", {})
+    if host is not None:
+        http["host"] = host
+    if port is not None:
+        http["port"] = port
+    for deployment in app.get("deployments", []):
+        if cpus and deployment["name"] in cpus:
+            deployment.setdefault("ray_actor_options", {})["num_cpus"] = cpus[deployment["name"]]
+        deployment.update((deployments or {}).get(deployment["name"], {}))
+    return config
+
+
+def app_args(config: dict[str, Any]) -> dict[str, Any]:
+    """The first application's ``args``."""
+    return config["applications"][0].get("args", {})
