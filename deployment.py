@@ -23,12 +23,10 @@ from encoder.batching import TokenBatch
 from encoder.errors import EmbeddingError, ErrorKind
 from encoder.http_app import build_app
 from encoder.metrics import EncoderMetrics
-from encoder.model_card import ModelCard
 from encoder.model_files import resolve_model
 from encoder.scheduler import Result, Scheduler
 from encoder.service import EmbeddingsService
 from encoder.settings import ServiceSettings
-from encoder.tokenize import TextTokenizer
 
 
 def replica_threads(settings: ServiceSettings) -> int:
@@ -88,7 +86,7 @@ class BatchWorker:
 
     async def __init__(self, settings: ServiceSettings, encoder: DeploymentHandle) -> None:
         self._encoder = encoder
-        service = _service(settings, self._embed)
+        service = EmbeddingsService.for_model(settings, self._embed)
         self.runner = BatchRunner(BatchStore(settings.batches.storage), service,
                                   settings.batches.max_file_bytes)
         self._poll_s = settings.batches.poll_s
@@ -122,7 +120,7 @@ class Ingress:
         self._encoder = encoder
         self._batches = batches
         self._batch_store = BatchStore(settings.batches.storage)
-        self.service = _service(settings, self._embed)
+        self.service = EmbeddingsService.for_model(settings, self._embed)
 
     async def _embed(self, batches: List[TokenBatch]) -> List[Result]:
         return await _call_encoders(self._encoder.embed, batches)
@@ -141,13 +139,6 @@ class Ingress:
         router = batch_router(self._batch_store, self._wake_batches,
                               settings.batches.max_file_bytes, settings.max_body_bytes)
         return build_app(self.service, self._ready, self._api_key, router)
-
-
-def _service(settings: ServiceSettings, embed) -> EmbeddingsService:
-    files = resolve_model(settings.model, settings.onnx_file, settings.revision,
-                          with_onnx=False)
-    return EmbeddingsService(settings, ModelCard.from_folder(files.root),
-                             TextTokenizer(files.root), embed)
 
 
 async def _call_encoders(method, batches: List[TokenBatch]) -> List[Result]:

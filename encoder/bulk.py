@@ -108,11 +108,8 @@ class LineAnswerer:
     service would: columns ``number``, ``succeeded`` and ``line`` (the output line's JSON)."""
 
     def __init__(self, settings: ServiceSettings, threads: int) -> None:
-        files = resolve_model(settings.model, settings.onnx_file, settings.revision,
-                              with_onnx=False)
-        scheduler = Scheduler.load(settings, threads)
-        self.service = EmbeddingsService(settings, ModelCard.from_folder(files.root),
-                                         TextTokenizer(files.root), scheduler.embed)
+        self.service = EmbeddingsService.for_model(settings,
+                                                   Scheduler.load(settings, threads).embed)
 
     def __call__(self, table: pa.Table) -> pa.Table:
         """The answers to a batch of lines, answered together (they share runs)."""

@@ -19,6 +19,7 @@ from encoder.errors import EmbeddingError, ErrorKind, invalid, raise_failures
 from encoder.late_chunking import combine_pieces, plan_late_chunks
 from encoder.metrics import IngressMetrics
 from encoder.model_card import ModelCard
+from encoder.model_files import resolve_model
 from encoder.output import embedding_items
 from encoder.pooling import finish
 from encoder.settings import ServiceSettings
@@ -54,6 +55,13 @@ class EmbeddingsService:
         self.max_tokens = min(card.max_tokens, settings.max_tokens or card.max_tokens)
         self.admission = AdmissionControl(settings.max_inflight_tokens,
                                           settings.max_inflight_requests)
+
+    @classmethod
+    def for_model(cls, settings: ServiceSettings, embed: Embedder) -> EmbeddingsService:
+        """The service for the model ``settings`` names (its card and tokenizer only)."""
+        files = resolve_model(settings.model, settings.onnx_file, settings.revision,
+                              with_onnx=False)
+        return cls(settings, ModelCard.from_folder(files.root), TextTokenizer(files.root), embed)
 
     async def create_embeddings(self, body: bytes) -> dict[str, Any]:
         """Answer one embeddings request (its JSON body) with the OpenAI response body.
