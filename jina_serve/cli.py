@@ -133,9 +133,10 @@ def embed_main(argv: list[str] | None = None) -> None:
     address = os.environ.get("RAY_ADDRESS") or "local"
     extra = ({"include_dashboard": False, "num_cpus": local_ray_cpus()}
              if address == "local" else {})
-    ray.init(address=address, logging_level="WARNING",
-             runtime_env={"env_vars": {"RAY_USAGE_STATS_ENABLED": "0"}}, **extra)
-    free = ray.cluster_resources().get("CPU", 1) - 1  # a CPU stays for file listing
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Workers' logs stay in Ray's log files: stdout is the job's summary.
+    ray.init(address=address, logging_level="WARNING", log_to_driver=False, **extra)
+    free = ray.available_resources().get("CPU", 1) - 1  # a CPU stays for file listing
     actors = options.actors or max(1, int(free // actor_cpus))
     plan = JobPlan(settings=settings, output=options.output, actor_cpus=actor_cpus,
                    actors=actors, batch_size=options.batch_size, mode=options.format,

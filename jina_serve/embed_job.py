@@ -5,9 +5,10 @@ encoder actors (``encoder.bulk.RowEncoder``, ``num_cpus`` as serve_config.yaml g
 Encoder) → ``write_parquet``, streaming, so memory is bounded by the blocks in flight. Each
 input's output is written under a hidden folder and moved to ``OUTPUT/<name>/`` when it is
 complete, so a re-run skips inputs already done (resume after a crash loses no finished
-file). OpenAI batch files (JSONL of ``custom_id``/``url``/``body`` lines) are validated as
-OpenAI does and answered line by line (``encoder.bulk.LineAnswerer``) into
-``OUTPUT/<name>.output.jsonl`` and ``<name>.errors.jsonl``.
+file); the job's summary is also written to ``OUTPUT/_jina_embed_summary.json``. OpenAI
+batch files (JSONL of ``custom_id``/``url``/``body`` lines) are validated as OpenAI does and
+answered line by line (``encoder.bulk.LineAnswerer``) into ``OUTPUT/<name>.output.jsonl``
+and ``<name>.errors.jsonl``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ FORMATS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "cs
 # Reading and writing files is light next to ONNX: their tasks must fit beside the encoder
 # actors (Ray's default, 1 CPU each, would wait forever on a 2-core machine).
 IO_TASKS = {"num_cpus": 0.1}
+SUMMARY = "_jina_embed_summary.json"
 
 
 def local_ray_cpus() -> int:
@@ -145,6 +147,8 @@ def run_job(input_uri: str, plan: JobPlan) -> dict:
         summary["failed_rows"] += failed
         _say(f"{path}: {rows} rows, {failed} failed -> {done}")
     summary["seconds"] = round(time.perf_counter() - start, 2)
+    # Also beside the outputs ("_" keeps parquet readers away): Ray may print to stdout too.
+    _write_lines(out_fs, f"{out_root}/{SUMMARY}", [json.dumps(summary, indent=2)])
     return summary
 
 
@@ -161,7 +165,7 @@ def _embed_table_file(ray, fs, path: str, out_fs, out_root: str, name: str, plan
     staging = f"{out_root}/.staging-{name}-{uuid.uuid4().hex[:8]}"
     dataset = reader(path, filesystem=fs, ray_remote_args=IO_TASKS).map_batches(
         RowEncoder, batch_format="pyarrow", batch_size=plan.batch_size,
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=plan.actors),
+        compute=ray.data.ActorPoolStrategy(size=plan.actors), scheduling_strategy="SPREAD",
         num_cpus=plan.actor_cpus, fn_constructor_args=(plan.settings, plan.options, threads))
     dataset.write_parquet(staging, filesystem=out_fs, ray_remote_args=IO_TASKS)
     final = f"{out_root}/{name}"
@@ -183,7 +187,7 @@ def _embed_batch_file(ray, fs, path: str, out_fs, out_root: str, name: str, plan
     blocks = max(1, math.ceil(len(items) / plan.batch_size))
     answers = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
         LineAnswerer, batch_format="pyarrow", batch_size=plan.batch_size,
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=plan.actors),
+        compute=ray.data.ActorPoolStrategy(size=plan.actors), scheduling_strategy="SPREAD",
         num_cpus=plan.actor_cpus, fn_constructor_args=(plan.settings, threads))
     outputs: dict[int, tuple[bool, str]] = {}
     for batch in answers.iter_batches(batch_format="pyarrow"):

@@ -5,7 +5,7 @@ node (each its own raylet, temp dir, CPUs and metrics port), then ``serve deploy
 serve_config.yaml through the head's dashboard. Both nodes share this host's IP, so only the
 head runs an HTTP proxy (``proxy_location: HeadOnly``); on real machines keep ``EveryNode``.
 
-    python -m tests.local_cluster up [--model models/jina-tiny] [--encoder-cpus 0.6]
+    python -m tests.local_cluster up [--model models/jina-tiny] [--encoder-cpus 1.2]
     python -m tests.local_cluster status
     python -m tests.local_cluster down
 
@@ -52,7 +52,7 @@ class LocalCluster:
     """Start, deploy to and stop the cluster; ``env`` is what every Ray process inherits."""
 
     ports: ClusterPorts = field(default_factory=ClusterPorts)
-    cpus_per_node: int = 1
+    cpus_per_node: int = 2
     temp_root: Path = Path(tempfile.gettempdir())
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -127,7 +127,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["up", "status", "down"])
     parser.add_argument("--model", default="jinaai/jina-embeddings-v3")
-    parser.add_argument("--encoder-cpus", type=float, default=0.6,
+    parser.add_argument("--encoder-cpus", type=float, default=1.2,
                         help="Encoder num_cpus: above half a node puts one replica per node")
     parser.add_argument("--max-replicas", type=int, default=2)
     args = parser.parse_args()

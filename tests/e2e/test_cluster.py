@@ -1,12 +1,16 @@
-"""A 2-node Ray cluster on this machine (tools/local_cluster.py), the service deployed with
+"""A 2-node Ray cluster on this machine (tests/local_cluster.py), the service deployed with
 ``serve deploy``: load scales the encoders from 1 to 2 replicas, one per node, both serving,
-and idleness scales them back to 1.
+and idleness scales them back to 1. Then a bulk job (``jina-embed`` with ``RAY_ADDRESS``)
+runs its encoder actors on both nodes.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -14,6 +18,8 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from tests.local_cluster import ClusterPorts, LocalCluster, cluster_config
@@ -82,13 +88,15 @@ def cluster(jina_dir):
                          metrics=(free_port(), free_port()), agent=(free_port(), free_port()))
     # Short: Ray's unix sockets live under the temp dir, and their paths are capped at 107.
     temp_root = Path(tempfile.mkdtemp(prefix="raycl-"))
-    local = LocalCluster(ports=ports, temp_root=temp_root,
+    # 2 logical CPUs per node: an Encoder of 1.2 fits once per node, and a bulk job's file
+    # listing (a whole CPU, Ray Data's fixed choice) still finds room beside it.
+    local = LocalCluster(ports=ports, temp_root=temp_root, cpus_per_node=2,
                          extra_env={"RAY_metrics_report_interval_ms": "1000", **PUSH_INTERVALS,
                                     "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
                                     "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port())})
     try:
         local.up()
-        local.deploy(cluster_config(str(jina_dir), encoder_cpus=0.6, http_port=ports.http,
+        local.deploy(cluster_config(str(jina_dir), encoder_cpus=1.2, http_port=ports.http,
                                     deployments={"Encoder": {"autoscaling_config": SCALING}}))
         running = Cluster(local)
         _wait(lambda: _healthy(running.url), 180, "the service to answer /health")
@@ -111,6 +119,38 @@ def test_two_nodes_and_one_encoder_at_rest(cluster):
     assert response.status_code == 200
 
 
+def test_a_bulk_job_runs_on_both_nodes(cluster, jina_dir, tmp_path):
+    # Before the scaling test: its second Encoder would still be stopping, holding a node.
+    corpus = tmp_path / "corpus.parquet"
+    texts = [f"{TEXT} {i}" for i in range(1200)]
+    pq.write_table(pa.table({"id": list(range(1200)), "text": texts}), corpus,
+                   row_group_size=50)  # 24 blocks to share out
+    env = {**cluster.local.env, "RAY_ADDRESS": f"127.0.0.1:{cluster.local.ports.gcs}"}
+    done = subprocess.run([str(Path(sys.executable).with_name("jina-embed")), "--input",
+                           str(corpus), "--output", str(tmp_path / "out"), "--model",
+                           str(jina_dir), "--actors", "2", "--actor-cpus", "0.3",
+                           "--batch-size", "25"], env=env, capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "_jina_embed_summary.json").read_text())
+    assert summary["rows"] == 1200 and summary["failed_rows"] == 0
+    assert pq.read_table(tmp_path / "out" / "corpus").num_rows == 1200
+    # Which nodes ran the encoder actors' batches (Ray's state API, through the dashboard).
+    listed = subprocess.run([str(Path(sys.executable).with_name("ray")), "list", "tasks",
+                             "--address", cluster.local.dashboard_url, "--format", "json",
+                             "--limit", "10000", "--detail"], env=env, capture_output=True,
+                            text=True, timeout=120, check=True)
+    nodes = {t["node_id"] for t in json.loads(listed.stdout)
+             if "MapBatches(RowEncoder)" in t.get("name", "") and t.get("node_id")}
+    actors = subprocess.run([str(Path(sys.executable).with_name("ray")), "list", "actors",
+                             "--address", cluster.local.dashboard_url, "--format", "json",
+                             "--limit", "1000", "--detail"], env=env, capture_output=True,
+                            text=True, timeout=120, check=True)
+    placed = [(a.get("class_name"), a.get("node_id"), a.get("state"))
+              for a in json.loads(actors.stdout) if "MapWorker" in a.get("class_name", "")]
+    assert len(nodes) == 2, (nodes, placed)
+
+
 def test_load_scales_encoders_onto_both_nodes_and_idleness_back(cluster):
     stop, results = threading.Event(), Counter()
 
@@ -126,7 +166,7 @@ def test_load_scales_encoders_onto_both_nodes_and_idleness_back(cluster):
     try:
         nodes = _wait(lambda: len(set(cluster.running())) == 2 and cluster.running(), 90,
                       "a second Encoder replica on the second node")
-        assert len(set(nodes)) == 2  # one replica per node: 0.6 CPU each on 1-CPU nodes
+        assert len(set(nodes)) == 2  # one replica per node: 1.2 CPU each on 2-CPU nodes
         before = cluster.runs_per_replica()
         # Both replicas serve: each one's ONNX-run count keeps rising under load.
         _wait(lambda: sum(1 for r, n in cluster.runs_per_replica().items()
