@@ -43,66 +43,58 @@ def inputs(tmp_path_factory) -> Path:
     with (folder / "extra.jsonl").open("w") as f:
         for i, text in enumerate(["你好，世界", "", "word " * 9000, "emoji 🎉"]):
             f.write(json.dumps({"doc_id": 1000 + i, "text": text, "lang": "x"}) + "\n")
-    pd.DataFrame({"doc_id": [2000, 2001], "body": ["a csv row", "another csv row"]}).to_csv(
+    pd.DataFrame({"doc_id": [2000, 2001], "text": ["a csv row", "another csv row"]}).to_csv(
         folder / "sheet.csv", index=False)
     return folder
 
 
-def test_parquet_jsonl_and_csv_to_parquet_with_bad_rows_reported(inputs, tmp_path, jina_dir,
-                                                                  jina_reference):
+def test_a_folder_of_parquet_jsonl_and_csv_then_a_rerun(inputs, tmp_path, jina_dir,
+                                                         jina_reference):
     out = tmp_path / "out"
-    summary = jina_embed("--input", str(inputs / "*.parquet"), "--output", str(out),
-                         "--model", str(jina_dir), "--task", "retrieval.passage",
-                         "--dimensions", "32", "--actor-cpus", "1")
-    assert summary["rows"] == len(TEXTS) and summary["failed_rows"] == 0
+    common = ("--output", str(out), "--model", str(jina_dir), "--actor-cpus", "1")
+    summary = jina_embed("--input", str(inputs), "--task", "retrieval.passage",
+                         "--dimensions", "32", *common)
+    assert summary["files"] == 3 and summary["rows"] == len(TEXTS) + 6
+    assert summary["failed_rows"] == 2 and not summary["failed_files"]
     table = pq.read_table(out / "corpus").sort_by("doc_id")
     assert table.column("doc_id").to_pylist() == list(range(len(TEXTS)))
     assert table.schema.field("embedding").type == pa.list_(pa.float32(), 32)
     for i in (0, 151, 299):
         want = jina_reference.embed(TEXTS[i], "retrieval.passage", dimensions=32)
         assert cosine(table.column("embedding")[i].as_py(), want) >= 0.99999
-
-    summary = jina_embed("--input", str(inputs / "extra.jsonl"), "--output", str(out),
-                         "--model", str(jina_dir), "--actor-cpus", "1")
-    assert summary["rows"] == 4 and summary["failed_rows"] == 2
     extra = pq.read_table(out / "extra").sort_by("doc_id").to_pylist()
     assert [r["lang"] for r in extra] == ["x"] * 4  # every other column kept
     assert extra[1]["error"] == "the text is empty" and extra[1]["embedding"] is None
     assert "more than the limit of 8192" in extra[2]["error"]
-    assert cosine(extra[0]["embedding"], jina_reference.embed("你好，世界")) >= 0.99999
+    want = jina_reference.embed("你好，世界", "retrieval.passage", dimensions=32)
+    assert cosine(extra[0]["embedding"], want) >= 0.99999
+    assert pq.read_table(out / "sheet").num_rows == 2
 
-    summary = jina_embed("--input", str(inputs / "sheet.csv"), "--output", str(out),
-                         "--model", str(jina_dir), "--column", "body",
-                         "--embedding-type", "ubinary", "--actor-cpus", "1")
-    sheet = pq.read_table(out / "sheet")
-    assert summary["rows"] == 2 and sheet.schema.field("embedding").type == pa.list_(
+    # A re-run with the same OUTPUT: what is done is skipped, a new input is done (with a
+    # column of another name and binary vectors), one without the column is reported.
+    written = (out / "extra").stat().st_mtime_ns
+    pd.DataFrame({"body": ["new", "rows"]}).to_csv(inputs / "more.csv", index=False)
+    again = jina_embed("--input", str(inputs / "*.csv"), "--column", "body",
+                       "--embedding-type", "ubinary", *common)
+    (inputs / "more.csv").unlink()
+    assert again["skipped"] == [str(inputs / "sheet.csv")] and again["rows"] == 2
+    assert (out / "extra").stat().st_mtime_ns == written
+    assert pq.read_table(out / "more").schema.field("embedding").type == pa.list_(
         pa.uint8(), 8)
 
 
-def test_a_rerun_skips_what_is_done_and_does_the_rest(inputs, tmp_path, jina_dir):
-    out = tmp_path / "out"
-    first = jina_embed("--input", str(inputs / "extra.jsonl"), "--output", str(out),
-                       "--model", str(jina_dir), "--actor-cpus", "1")
-    written = (out / "extra").stat().st_mtime_ns
-    second = jina_embed("--input", str(inputs), "--output", str(out), "--model", str(jina_dir),
-                        "--actor-cpus", "1", "--column", "text")
-    assert first["rows"] == 4 and second["skipped"] == [str(inputs / "extra.jsonl")]
-    assert (out / "extra").stat().st_mtime_ns == written
-    assert (out / "corpus").is_dir()
-    # The CSV has no 'text' column: reported for that file, the others still done.
-    assert [f["path"] for f in second["failed_files"]] == [str(inputs / "sheet.csv")]
-    assert "text" in second["failed_files"][0]["errors"][0]
-
-
-def test_an_openai_batch_file_runs_offline(tmp_path, jina_dir, jina_reference):
+def test_openai_batch_files_run_offline(tmp_path, jina_dir, jina_reference):
     lines = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/embeddings",
               "body": {"input": [f"query {i}"], "task": "retrieval.query"}} for i in range(20)]
     lines[5]["body"] = {"input": []}
-    batch = tmp_path / "requests.jsonl"
-    batch.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    folder = tmp_path / "batches"
+    folder.mkdir()
+    (folder / "requests.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    # A file that fails OpenAI's validation (a duplicate custom_id) is reported, not run.
+    (folder / "bad.jsonl").write_text(json.dumps(lines[0]) + "\n" + json.dumps(lines[0]) + "\n")
     out = tmp_path / "out"
-    summary = jina_embed("--input", str(batch), "--output", str(out), "--model", str(jina_dir),
-                         "--actor-cpus", "1")
+    summary = jina_embed("--input", str(folder), "--output", str(out), "--model",
+                         str(jina_dir), "--actor-cpus", "1")
     assert summary["rows"] == 20 and summary["failed_rows"] == 1
     outputs = [json.loads(x) for x in (out / "requests.output.jsonl").read_text().splitlines()]
     errors = [json.loads(x) for x in (out / "requests.errors.jsonl").read_text().splitlines()]
@@ -110,10 +102,5 @@ def test_an_openai_batch_file_runs_offline(tmp_path, jina_dir, jina_reference):
     assert errors[0]["custom_id"] == "r5" and errors[0]["response"]["status_code"] == 400
     vector = outputs[0]["response"]["body"]["data"][0]["embedding"]
     assert cosine(vector, jina_reference.embed("query 0", "retrieval.query")) >= 0.99999
-    # A file that fails OpenAI's validation is reported, not half-run.
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps(lines[0]) + "\n" + json.dumps(lines[0]) + "\n")
-    failed = jina_embed("--input", str(bad), "--output", str(out), "--model", str(jina_dir),
-                        "--actor-cpus", "1")
-    assert failed["failed_files"][0]["errors"][0]["code"] == "duplicate_custom_id"
+    assert summary["failed_files"][0]["errors"][0]["code"] == "duplicate_custom_id"
     assert not (out / "bad.output.jsonl").exists()
