@@ -1,7 +1,17 @@
+import asyncio
+
+import httpx
+import numpy as np
 import pytest
 
 from encoder.admission import AdmissionControl, estimate_tokens
 from encoder.errors import EmbeddingError
+from encoder.http_app import build_app
+from encoder.model_card import ModelCard
+from encoder.service import EmbeddingsService
+from encoder.settings import ServiceSettings
+from encoder.tokenize import TextTokenizer
+from tests.test_http_app import _ready, assert_envelope, make_client
 
 
 def test_admits_within_budget_and_releases():
@@ -57,3 +67,62 @@ def test_budget_released_when_the_work_fails():
 
 def test_estimate_from_body_size():
     assert estimate_tokens(0) == 1 and estimate_tokens(4000) == 1000
+
+
+# Through the HTTP app: what clients see.
+
+
+def test_overload_is_429_while_admitted_work_runs(jina_dir):
+    release = asyncio.Event()
+
+    async def held(batches):
+        await release.wait()
+        return [np.zeros((len(b), 64), dtype=np.float32) for b in batches]
+
+    busy = make_client(jina_dir, embed=held, max_inflight_requests=1)
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=busy.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            first = asyncio.create_task(http.post("/v1/embeddings", json={"input": "a"}))
+            await asyncio.sleep(0.2)
+            second = await http.post("/v1/embeddings", json={"input": "b"})
+            release.set()
+            return await first, second
+
+    first, second = asyncio.run(scenario())
+    assert first.status_code == 200
+    assert_envelope(second, 429, None)
+    assert second.headers["retry-after"].isdigit()
+
+
+def test_overload_refuses_a_big_body_before_tokenizing_it(jina_dir, monkeypatch):
+    release = asyncio.Event()
+
+    async def held(batches):
+        await release.wait()
+        return [np.zeros((len(b), 64), dtype=np.float32) for b in batches]
+
+    settings = ServiceSettings(model=str(jina_dir), max_inflight_tokens=50_000)
+    service = EmbeddingsService(settings, ModelCard.from_folder(jina_dir),
+                                TextTokenizer(jina_dir), held)
+    app = build_app(service, _ready)
+    tokenized = []
+    encode = service.tokenizer.encode
+    monkeypatch.setattr(service.tokenizer, "encode",
+                        lambda texts, *a: tokenized.append(len(texts)) or encode(texts, *a))
+    big = {"input": ["many words in a long passage " * 60] * 100}  # ~190 kB: ~47k estimated
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            first = asyncio.create_task(http.post("/v1/embeddings", json={"input": "a " * 8000}))
+            await asyncio.sleep(0.2)
+            refused = await http.post("/v1/embeddings", json=big)
+            release.set()
+            return await first, refused
+
+    first, refused = asyncio.run(scenario())
+    assert first.status_code == 200
+    assert_envelope(refused, 429, None)
+    assert tokenized == [1]  # only the admitted request was tokenized

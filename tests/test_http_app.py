@@ -3,7 +3,6 @@
 import asyncio
 import base64
 
-import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -199,62 +198,6 @@ def test_slow_encoders_give_a_504(jina_dir):
     assert_envelope(response, 504, None)
     assert response.json()["error"]["code"] == "timeout"
     assert "retry-after" in response.headers
-
-
-def test_overload_is_429_while_admitted_work_runs(jina_dir):
-    release = asyncio.Event()
-
-    async def held(batches):
-        await release.wait()
-        return [np.zeros((len(b), 64), dtype=np.float32) for b in batches]
-
-    busy = make_client(jina_dir, embed=held, max_inflight_requests=1)
-
-    async def scenario():
-        transport = httpx.ASGITransport(app=busy.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-            first = asyncio.create_task(http.post("/v1/embeddings", json={"input": "a"}))
-            await asyncio.sleep(0.2)
-            second = await http.post("/v1/embeddings", json={"input": "b"})
-            release.set()
-            return await first, second
-
-    first, second = asyncio.run(scenario())
-    assert first.status_code == 200
-    assert_envelope(second, 429, None)
-    assert second.headers["retry-after"].isdigit()
-
-
-def test_overload_refuses_a_big_body_before_tokenizing_it(jina_dir, monkeypatch):
-    release = asyncio.Event()
-
-    async def held(batches):
-        await release.wait()
-        return [np.zeros((len(b), 64), dtype=np.float32) for b in batches]
-
-    settings = ServiceSettings(model=str(jina_dir), max_inflight_tokens=50_000)
-    service = EmbeddingsService(settings, ModelCard.from_folder(jina_dir),
-                                TextTokenizer(jina_dir), held)
-    app = build_app(service, _ready)
-    tokenized = []
-    encode = service.tokenizer.encode
-    monkeypatch.setattr(service.tokenizer, "encode",
-                        lambda texts, *a: tokenized.append(len(texts)) or encode(texts, *a))
-    big = {"input": ["many words in a long passage " * 60] * 100}  # ~190 kB: ~47k estimated
-
-    async def scenario():
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-            first = asyncio.create_task(http.post("/v1/embeddings", json={"input": "a " * 8000}))
-            await asyncio.sleep(0.2)
-            refused = await http.post("/v1/embeddings", json=big)
-            release.set()
-            return await first, refused
-
-    first, refused = asyncio.run(scenario())
-    assert first.status_code == 200
-    assert_envelope(refused, 429, None)
-    assert tokenized == [1]  # only the admitted request was tokenized
 
 
 def test_binary_embedding_types_follow_dimensions(client, jina_reference):
