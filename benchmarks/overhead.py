@@ -1,8 +1,9 @@
 """Per-request serving overhead under Ray Serve options, on a model whose compute is ~0.
 
-Starts the application on jina-tiny once per option set (environment variables Ray reads
-at start) and measures: GET / (proxy + ingress), GET /health (+ one handle call to the
-encoder), one-text POST latency, and one-text requests/s from 32 clients.
+Starts the application on jina-tiny once per option set (the ``controller_options``
+environment of serve_config.yaml, which Ray reads at start) and measures: GET / (proxy +
+ingress), GET /health (+ one handle call to the encoder), one-text POST latency, and
+one-text requests/s from 32 clients.
 
 Usage: python -m benchmarks.overhead [--seconds 15]
 """
@@ -52,7 +53,7 @@ def main() -> None:
     folder = build_jina_tiny(workdir / "jina-tiny")
     texts = short_queries(500)
     for name in args.options:
-        with serve_run(folder, workdir, cpus=None, env=OPTIONS[name]) as service:
+        with serve_run(folder, workdir, cpus=None, controller_env=OPTIONS[name]) as service:
             with httpx.Client() as client:
                 index = latency_ms(lambda: client.get(f"{service.url}/"))
                 health = latency_ms(lambda: client.get(f"{service.url}/health"))

@@ -27,10 +27,10 @@ import threading
 import time
 from pathlib import Path
 
-# Read by Ray when Serve starts; set in the environment to override one.
+# Read by Ray when Serve starts; set in the environment to override one. The fast serving
+# path (HAProxy, throughput preset) is in serve_config.yaml's controller_options, so plain
+# `serve run` gets it too; these suit one local host and `docker stop`.
 SERVE_ENV_DEFAULTS = {
-    "RAY_SERVE_ENABLE_HA_PROXY": "1",
-    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
     # A stopping replica keeps serving this long so HAProxy stops sending it traffic first;
     # Ray's 30 s outlasts `docker stop`'s 10 s grace period.
     "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "5",

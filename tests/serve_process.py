@@ -60,12 +60,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def haproxy_env() -> tuple[Path, dict[str, str]]:
+    """A folder and the variables that give one Serve instance a HAProxy of its own.
+
+    HAProxy's ports and files are fixed by default (/tmp/haproxy-serve): two instances at
+    once would share a config or socket. Short: unix socket paths are capped at 107 bytes.
+    """
+    folder = tempfile.mkdtemp(prefix="hap-")
+    return Path(folder), {
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{folder}/haproxy.cfg",
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{folder}/admin.sock",
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": folder,
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{folder}/server-state",
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": f"{folder}/metrics.sock"}
+
+
 @contextmanager
 def serve_run(model: Path, workdir: Path, args: dict | None = None,
               cpus: dict[str, float] | None = TEST_CPUS, timeout_s: float = 180,
               env: dict[str, str] | None = None, command: list[str] | None = None,
               graceful_s: float = 2, deployments: dict[str, dict] | None = None,
-              root: Path = ROOT, own_batches: bool = True) -> Iterator[ServeProcess]:
+              root: Path = ROOT, own_batches: bool = True,
+              controller_env: dict[str, str] | None = None) -> Iterator[ServeProcess]:
     """Run ``jina-serve`` on serve_config.yaml pointed at ``model``; yield the running service.
 
     ``cpus`` overrides deployments' ``num_cpus`` (None keeps serve_config.yaml's); ``env``
@@ -73,13 +91,17 @@ def serve_run(model: Path, workdir: Path, args: dict | None = None,
     passed as EMBEDDINGS_CONFIG, which both read, and appended to a plain ``serve run``);
     ``root`` is the checkout to run (its config, code and working folder); ``own_batches``
     gives the instance a Batch API folder of its own in ``workdir`` (off for checkouts
-    older than the Batch API).
+    older than the Batch API); ``controller_env`` replaces some of the config's
+    ``controller_options`` environment (Ray's serving switches).
     """
     port = free_port()
     if own_batches:
         args = {"batches": {"storage": str(workdir / "batches")}, **(args or {})}
     config = derive_config(load_config(root / "serve_config.yaml"), model=str(model),
                            port=port, cpus=cpus, args=args, deployments=deployments)
+    if controller_env:
+        env_vars = config["controller_options"]["runtime_env"]["env_vars"]
+        env_vars.update(controller_env)
     for deployment in config["applications"][0]["deployments"]:
         deployment["graceful_shutdown_timeout_s"] = graceful_s
         deployment["graceful_shutdown_wait_loop_s"] = 0.5
@@ -87,17 +109,7 @@ def serve_run(model: Path, workdir: Path, args: dict | None = None,
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     log_path = workdir / "serve.log"
     bin_dir = Path(sys.executable).parent
-    # HAProxy's ports and files are fixed by default (/tmp/haproxy-serve): give each
-    # instance its own, so two at once never share a config or socket. Short: unix socket
-    # paths are capped at 107 bytes.
-    haproxy = tempfile.mkdtemp(prefix="hap-")
-    ports = {"RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
-             "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
-             "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{haproxy}/haproxy.cfg",
-             "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{haproxy}/admin.sock",
-             "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": haproxy,
-             "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{haproxy}/server-state",
-             "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": f"{haproxy}/metrics.sock"}
+    haproxy, ports = haproxy_env()
     full_env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **ports, **(env or {}),
                 "PYTHONPATH": str(root), "EMBEDDINGS_CONFIG": str(config_path),
                 "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -107,7 +119,7 @@ def serve_run(model: Path, workdir: Path, args: dict | None = None,
     with log_path.open("wb") as log:
         process = subprocess.Popen(command or LAUNCHER, cwd=root, env=full_env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
-    service = ServeProcess(f"http://127.0.0.1:{port}", process, log_path)
+    service = ServeProcess(f"http://127.0.0.1:{port}", process, log_path, haproxy)
     try:
         _wait_healthy(service.url, process, log_path, timeout_s)
         yield service
@@ -136,6 +148,7 @@ class ServeProcess:
     url: str
     process: subprocess.Popen
     log_path: Path
+    haproxy_dir: Path  # where this instance's HAProxy writes its config, if HAProxy runs
 
     def stop(self, sig: int = signal.SIGINT, timeout_s: float = 60) -> int:
         """Signal the launcher alone (it drains and stops Ray), kill the group if it hangs."""

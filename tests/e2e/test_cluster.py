@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.local_cluster import ClusterPorts, LocalCluster, cluster_config
-from tests.serve_process import free_port
+from tests.serve_process import free_port, haproxy_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -92,8 +92,7 @@ def cluster(jina_dir):
     # listing (a whole CPU, Ray Data's fixed choice) still finds room beside it.
     local = LocalCluster(ports=ports, temp_root=temp_root, cpus_per_node=2,
                          extra_env={"RAY_metrics_report_interval_ms": "1000", **PUSH_INTERVALS,
-                                    "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
-                                    "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port())})
+                                    **haproxy_env()[1]})
     try:
         local.up()
         local.deploy(cluster_config(str(jina_dir), encoder_cpus=1.2, http_port=ports.http,

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.reference import cosine
-from tests.serve_process import ROOT, free_port
+from tests.serve_process import ROOT, haproxy_env
 
 pytestmark = pytest.mark.e2e
 
@@ -110,8 +110,7 @@ def test_the_image_serves_vectors_on_10002(jina_dir, jina_reference, tmp_path):
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "RAY_"))},
            **image_env, "EMBEDDINGS_MODEL": str(jina_dir), "PYTHONPATH": str(site),
            "HF_HOME": str(tmp_path / "hf"),
-           "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
-           "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+           **haproxy_env()[1],
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     log = tmp_path / "image.log"
     with log.open("wb") as out:

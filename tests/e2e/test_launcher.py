@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from jina_serve.config import derive_config, load_config
-from tests.serve_process import ROOT, free_port, serve_run
+from tests.serve_process import ROOT, free_port, haproxy_env, serve_run
 
 pytestmark = pytest.mark.e2e
 
@@ -108,6 +108,24 @@ def test_launcher_drains_in_flight_requests_and_leaves_nothing(minilm_dir, tmp_p
     assert not _session_processes(session), _session_processes(session)
 
 
+def test_plain_serve_run_takes_the_fast_path(jina_dir, tmp_path):
+    """``serve run serve_config.yaml`` with nothing in the environment gets HAProxy and the
+    throughput preset from the config's controller_options, in every Serve process."""
+    assert "RAY_SERVE_ENABLE_HA_PROXY" not in os.environ
+    with serve_run(jina_dir, tmp_path, command=["serve", "run"]) as service:
+        assert httpx.post(f"{service.url}/v1/embeddings", json={"input": "hi"}).status_code == 200
+        assert any(service.haproxy_dir.rglob("haproxy.cfg"))  # HAProxy took the port
+        commands = _session_processes(service.process.pid)
+        serve_processes = [pid for pid, c in commands.items()
+                           if c.startswith(("ray::ServeController", "ray::ProxyActor",
+                                            "ray::HAProxyManager", "ray::ServeReplica"))]
+        assert len(serve_processes) >= 5, commands  # controller, proxy, HAProxy, 3 replicas
+        for pid in serve_processes:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            assert b"RAY_SERVE_ENABLE_HA_PROXY=1" in environ, commands[pid]
+            assert b"RAY_SERVE_THROUGHPUT_OPTIMIZED=1" in environ, commands[pid]
+
+
 def test_launcher_starts_ray_lean(jina_dir, tmp_path):
     """No dashboard modules in the session, and the controller got the slower loop: the
     idle background work that lands inside the encoder's ONNX runs."""
@@ -146,7 +164,7 @@ def test_plain_serve_run_names_a_missing_model(tmp_path):
     path = tmp_path / "serve_config.yaml"
     path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
-           "PYTHONPATH": str(ROOT), "RAY_ADDRESS": "local"}
+           "PYTHONPATH": str(ROOT), "RAY_ADDRESS": "local", **haproxy_env()[1]}
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         process = subprocess.Popen([str(Path(sys.executable).with_name("serve")), "run",
