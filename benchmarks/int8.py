@@ -1,0 +1,250 @@
+"""int8 study: which dynamic-quantization recipe is fastest and closest to fp32 on this CPU.
+
+Variants of one model folder (built in a scratch folder) join parts with "+"; "fp32" (the source)
+is always measured: ``optimized`` (ORT's transformers optimizer, bert, CPU: Attention, LayerNorm,
+Gelu fusions; needs sympy and torch, so ``--optimizer-python`` runs it), ``per-tensor``
+(quantize_dynamic QInt8 as ``quantize: int8`` does), ``per-channel``, ``reduce-range`` (7-bit
+weights), ``x64quantprecision`` (session config kOrtSessionOptionsAvx2PrecisionMode: U8U8 kernels,
+ORT's guard against U8S8 saturation without VNNI). Speed: ``OnnxModel`` (the encoder's options),
+length-sorted short queries in batches of 16, long passages in 4s, interleaved over ``--rounds``,
+median texts/s. Accuracy: cosine of pooled, normalised vectors to fp32's on real sentences.
+Usage: python -m benchmarks.int8 --model models/minilm-sized [--rounds 3] [--texts 256]
+       [--variants fp32 per-tensor ...] [--keep DIR] [--reopen]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnxruntime.quantization import QuantType, quantize_dynamic
+
+from benchmarks.workloads import long_passages, short_queries
+from encoder.batching import pad
+from encoder.model_card import ModelCard
+from encoder.pooling import POOLERS, l2_normalize
+from encoder.runtime import OnnxModel
+from encoder.tokenize import TextTokenizer
+
+PARTS = {"optimized", "per-tensor", "per-channel", "reduce-range", "x64quantprecision"}
+SCHEMES = ("per-tensor", "per-channel")
+VARIANTS = ("fp32 optimized per-tensor per-channel optimized+per-tensor optimized+per-channel "
+            "per-channel+reduce-range optimized+per-channel+reduce-range "
+            "per-tensor+x64quantprecision optimized+per-channel+x64quantprecision").split()
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+BATCH = {"short": 16, "long": 4}
+SENTENCES = [
+    "The meeting moved to Thursday afternoon.", "How do I reset my password without email?",
+    "Photosynthesis turns light into sugar.", "The central bank raised rates by 0.25 points.",
+    "She ran the marathon in under four hours.", "Cheap flights from London to Lisbon",
+    "The patient reported headaches and dizziness.", "Quarterly revenue grew 12% year over year.",
+    "Der Zug nach München hat Verspätung.", "Wie lange muss man Kartoffeln kochen?",
+    "Die Regierung plant eine Steuerreform.", "Nach dem Update startet mein Laptop nicht.",
+    "Im Sommer wandern wir gern in den Alpen.", "Das Museum ist montags geschlossen.",
+    "今天北京天气晴朗，最高气温二十八度。", "请问这家餐厅周末需要提前预订吗？",
+    "机器学习是人工智能的一个重要分支。", "他每天早上骑自行车去公司上班。",
+    "这本书讲述了一个家族三代人的故事。", "长江是中国最长的河流。",
+    "La réunion de demain est annulée.", "Comment apprendre le piano à l'âge adulte ?",
+    "Une nouvelle loi sur l'énergie est prévue.", "Nous avons passé une semaine en Bretagne.",
+    "Ce fromage se marie bien avec un vin blanc sec.", "Où se trouve la gare la plus proche ?",
+    "El restaurante abre a las ocho de la noche.", "¿Cuántos idiomas oficiales hay en España?",
+    "La selección ganó en el último minuto.", "Necesito cambiar la batería de mi coche.",
+    "Los alquileres subieron un diez por ciento.", "Mañana lloverá en el norte del país.",
+    "def mean(xs):\n    return sum(xs) / len(xs)", "SELECT name, COUNT(*) FROM t GROUP BY name;",
+    "for (int i = 0; i < n; ++i) s += a[i];", "git rebase -i HEAD~3 && git push -f",
+    "const user = await fetch(`/api/users/${id}`);", "docker run --rm -p 8080:80 nginx:alpine",
+    "let v: Vec<u32> = (1..10).collect();", "ModuleNotFoundError: No module named 'numpy'",
+]
+OPTIMIZE = """import json, sys
+from onnxruntime.transformers.optimizer import optimize_model
+source, target, heads, width, level = sys.argv[1:]
+m = optimize_model(source, "bert", int(heads), int(width), opt_level=int(level), use_gpu=False)
+m.save_model_to_file(target, use_external_data_format=True)
+print(json.dumps({k: v for k, v in m.get_fused_operator_statistics().items() if v}))"""
+
+
+def parse_variant(name: str) -> frozenset[str]:
+    """The parts of variant ``name``, checked: one scheme at most, which the others need."""
+    parts = frozenset() if name == "fp32" else frozenset(name.split("+"))
+    quantized = len(parts & set(SCHEMES))
+    if parts - PARTS or quantized > 1 or (parts - {"optimized", *SCHEMES} and not quantized):
+        raise SystemExit(f"bad variant {name!r}: parts are {sorted(PARTS)}")
+    return parts
+
+
+def external_files(path: Path) -> list[Path]:
+    """The external data files ``path``'s initializers name."""
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return [path.parent / n for n in {e.value for t in graph.initializer for e in t.external_data
+                                      if e.key == "location"}]
+
+
+def staged(source: Path, scratch: Path) -> Path:
+    """``source``, or a copy in ``scratch`` if its external data has several hard links: onnx
+    refuses to load those ("potential hardlink attack"), so quantize_dynamic would fail."""
+    files, copy = external_files(source), scratch / "source"
+    if all(f.stat().st_nlink == 1 for f in files):
+        return source
+    print(f"{source}: external data has several hard links; working on a copy")
+    copy.mkdir(parents=True, exist_ok=True)
+    for f in (f for f in [source, *files] if not (copy / f.name).is_file()):
+        shutil.copyfile(f, copy / f.name)
+    return copy / source.name
+
+
+def optimize(source: Path, target: Path, config: dict, level: int, python: str) -> dict | str:
+    """Fused operator counts of the optimized copy written to ``target``, or why it failed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stats = target.with_name("fusions.json")
+    if not (target.is_file() and stats.is_file()):
+        done = subprocess.run([python, "-c", OPTIMIZE, str(source), str(target),
+                               str(config["num_attention_heads"]), str(config["hidden_size"]),
+                               str(level)], capture_output=True, text=True)
+        if done.returncode or not target.is_file():
+            return (done.stderr.strip().splitlines() or ["no output"])[-1]
+        stats.write_text(done.stdout.strip().splitlines()[-1])
+    return json.loads(stats.read_text())
+
+
+def quantize(source: Path, target: Path, per_channel: bool, reduce_range: bool) -> None:
+    """``encoder/quantize.py``'s quantize_dynamic call, with the study's two switches."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    logging.disable(logging.WARNING)  # one "failed to infer data type" line per tensor of jina's
+    quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=per_channel,
+                     reduce_range=reduce_range, use_external_data_format=True,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    logging.disable(logging.NOTSET)
+
+
+def open_model(path: Path, threads: int, config: dict[str, str]) -> OnnxModel:
+    """``OnnxModel(path, threads)``, ``config`` added to its own options as it opens."""
+    real = ort.InferenceSession
+
+    def session(model: str, options: ort.SessionOptions, **kwargs) -> ort.InferenceSession:
+        for key, value in config.items():
+            options.add_session_config_entry(key, value)
+        return real(model, options, **kwargs)
+
+    ort.InferenceSession = session
+    try:
+        return OnnxModel(path, threads)
+    finally:
+        ort.InferenceSession = real
+
+
+def build(args: argparse.Namespace, parts: dict[str, frozenset[str]], scratch: Path,
+          ) -> dict[str, Path]:
+    """Each variant's ONNX file, built if missing (none for optimized ones if that failed)."""
+    sources = {False: args.model / "onnx/model.onnx"}
+    if any("optimized" in p for p in parts.values()):
+        started, target = time.perf_counter(), scratch / "optimized/model.onnx"
+        fused = optimize(staged(sources[False], scratch), target, json.loads(
+            (args.model / "config.json").read_text()), args.opt_level, args.optimizer_python)
+        if isinstance(fused, dict):
+            sources[True] = target
+        print(f"optimizer (opt_level {args.opt_level}, {time.perf_counter() - started:.0f} s) "
+              + (f"fused: {fused or 'nothing'}" if isinstance(fused, dict)
+                 else f"failed, optimized variants dropped: {fused}"))
+    paths = {}
+    for name, p in ((n, p) for n, p in parts.items() if ("optimized" in p) in sources):
+        paths[name] = source = sources["optimized" in p]
+        if scheme := next((s for s in SCHEMES if s in p), None):
+            tag = "optimized-" * ("optimized" in p) + scheme + "-rr" * ("reduce-range" in p)
+            paths[name], started = scratch / tag / "model.onnx", time.perf_counter()
+            if not paths[name].is_file():
+                quantize(staged(source, scratch), paths[name], scheme == "per-channel",
+                         "reduce-range" in p)
+                print(f"built {tag} in {time.perf_counter() - started:.0f} s", flush=True)
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True, help="model folder")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--texts", type=int, default=256, help="short queries (long: 1/8)")
+    parser.add_argument("--variants", nargs="+", default=VARIANTS)
+    parser.add_argument("--keep", type=Path, help="build into (and reuse) DIR, not a tempdir")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--opt-level", type=int, choices=(0, 1), default=1)
+    parser.add_argument("--optimizer-python", default=sys.executable if find_spec("sympy")
+                        and find_spec("torch") else "/work/venv-infinity/bin/python")
+    parser.add_argument("--reopen", action="store_true", help="one session open at a time")
+    args = parser.parse_args()
+    flags = next((line.split(":", 1)[1].split() for line in
+                  Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), [])
+    print(f"onnxruntime {ort.__version__}; CPU: "
+          + ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in CPU_FLAGS))
+    parts = {n: parse_variant(n) for n in dict.fromkeys(["fp32", *args.variants])}
+    with tempfile.TemporaryDirectory(prefix="int8-") as tmp:
+        measure(args, build(args, parts, args.keep or Path(tmp)))
+
+
+def measure(args: argparse.Namespace, paths: dict[str, Path]) -> None:
+    """Time the variants interleaved, compare their vectors to fp32's, print the table."""
+    card, tokenizer = ModelCard.from_folder(args.model), TextTokenizer(args.model)
+    texts = {"short": short_queries(args.texts), "long": long_passages(max(4, args.texts // 8))}
+
+    def batched(chunk: list[str], size: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        ids = sorted(tokenizer.encode(chunk, card.max_tokens, truncate=True), key=len)
+        return [pad([np.asarray(s) for s in ids[i : i + size]], card.pad_token_id)
+                for i in range(0, len(ids), size)]
+
+    batches = {w: batched(chunk, BATCH[w]) for w, chunk in texts.items()}
+    sentences = batched(SENTENCES, 8)
+    sessions, vectors, rates = {}, {}, {}  # by name; by name; by (name, workload)
+
+    def session_of(name: str) -> OnnxModel:
+        if name not in sessions:
+            extra = {"session.x64quantprecision": "1"} if "x64quantprecision" in name else {}
+            model = sessions[name] = open_model(paths[name], args.threads, extra)
+            task = 0 if model.has_task_id else None
+            for workload in batches:  # warm-up: ORT plans and allocates on first runs
+                model.token_states(*batches[workload][-1], task)
+            if name not in vectors:
+                vectors[name] = np.concatenate([l2_normalize(POOLERS[card.pooling](
+                    model.token_states(ids, mask, task), mask)) for ids, mask in sentences])
+        return sessions[name]
+
+    names = list(paths)
+    for round_ in range(args.rounds):  # interleaved, the order rotated each round
+        for name in names[round_ % len(names):] + names[: round_ % len(names)]:
+            model = session_of(name)
+            for workload, chunk in batches.items():
+                started = time.perf_counter()
+                for ids, mask in chunk:
+                    model.token_states(ids, mask, 0 if model.has_task_id else None)
+                rates.setdefault((name, workload), []).append(
+                    len(texts[workload]) / (time.perf_counter() - started))
+            if args.reopen:
+                del sessions[name]
+        print(f"round {round_ + 1}/{args.rounds} done", flush=True)
+
+    rate = {key: statistics.median(values) for key, values in rates.items()}
+    print(f"\n{args.model.name}, {args.threads} threads, median of {args.rounds} round(s): "
+          f"{len(texts['short'])} short / 16, {len(texts['long'])} long / 4 per batch; "
+          f"cosine to fp32 on {len(SENTENCES)} sentences")
+    print(f"{'variant':<40} {'MB':>6} {'short/s':>8} {'x':>5} {'long/s':>8} {'x':>5} "
+          f"{'cos mean':>9} {'cos min':>9}")
+    for name in names:
+        cosine = (vectors[name] * vectors["fp32"]).sum(axis=1)
+        mb = sum(f.stat().st_size for f in [paths[name], *external_files(paths[name])]) / 1e6
+        cells = " ".join(f"{rate[name, w]:8.1f} {rate[name, w] / rate['fp32', w]:5.2f}"
+                         for w in ("short", "long"))
+        print(f"{name:<40} {mb:6.0f} {cells} {cosine.mean():9.5f} {cosine.min():9.5f}")
+
+
+if __name__ == "__main__":
+    main()
