@@ -1,13 +1,15 @@
 """int8 study: which dynamic-quantization recipe is fastest and closest to fp32 on this CPU.
 
-Variants of one model folder (built in a scratch folder) join parts with "+"; "fp32" (the source)
-is always measured: ``optimized`` (ORT's transformers optimizer, bert, CPU: Attention, LayerNorm,
-Gelu fusions; needs sympy and torch, so ``--optimizer-python`` runs it), ``per-tensor``
-(quantize_dynamic QInt8 as ``quantize: int8`` does), ``per-channel``, ``reduce-range`` (7-bit
-weights), ``x64quantprecision`` (session config kOrtSessionOptionsAvx2PrecisionMode: U8U8 kernels,
-ORT's guard against U8S8 saturation without VNNI). Speed: ``OnnxModel`` (the encoder's options),
-length-sorted short queries in batches of 16, long passages in 4s, interleaved over ``--rounds``,
-median texts/s. Accuracy: cosine of pooled, normalised vectors to fp32's on real sentences.
+Variants of one model folder (built in a scratch folder) join parts with "+"; "fp32" (the
+source) is always measured. Parts: ``optimized`` (ORT's transformers optimizer, bert, CPU:
+Attention, LayerNorm, Gelu fusions; needs sympy and torch, so ``--optimizer-python`` runs
+it), ``per-tensor`` (quantize_dynamic QInt8), ``per-channel``, ``reduce-range`` (7-bit
+weights), ``matmul-only`` (Gather left fp32), ``x64quantprecision`` (session config
+kOrtSessionOptionsAvx2PrecisionMode: U8U8 kernels, ORT's guard against U8S8 saturation
+without VNNI). Speed: ``OnnxModel`` (the encoder's options), length-sorted short queries in
+batches of 16, long passages in 4s, interleaved over ``--rounds``, median texts/s.
+Accuracy: cosine of pooled, normalised vectors to fp32's on real sentences.
+
 Usage: python -m benchmarks.int8 --model models/minilm-sized [--rounds 3] [--texts 256]
        [--variants fp32 per-tensor ...] [--keep DIR] [--reopen]
 """
@@ -38,7 +40,8 @@ from encoder.pooling import POOLERS, l2_normalize
 from encoder.runtime import OnnxModel
 from encoder.tokenize import TextTokenizer
 
-PARTS = {"optimized", "per-tensor", "per-channel", "reduce-range", "x64quantprecision"}
+PARTS = {"optimized", "per-tensor", "per-channel", "reduce-range", "x64quantprecision",
+         "matmul-only"}
 SCHEMES = ("per-tensor", "per-channel")
 VARIANTS = ("fp32 optimized per-tensor per-channel optimized+per-tensor optimized+per-channel "
             "per-channel+reduce-range optimized+per-channel+reduce-range "
@@ -118,12 +121,15 @@ def optimize(source: Path, target: Path, config: dict, level: int, python: str) 
     return json.loads(stats.read_text())
 
 
-def quantize(source: Path, target: Path, per_channel: bool, reduce_range: bool) -> None:
-    """``encoder/quantize.py``'s quantize_dynamic call, with the study's two switches."""
+def quantize(source: Path, target: Path, per_channel: bool, reduce_range: bool,
+             matmul_only: bool = False) -> None:
+    """``encoder/quantize.py``'s quantize_dynamic call, with the study's switches
+    (``matmul_only``: leave Gather, the embedding lookup, in fp32)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     logging.disable(logging.WARNING)  # one "failed to infer data type" line per tensor of jina's
     quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=per_channel,
                      reduce_range=reduce_range, use_external_data_format=True,
+                     op_types_to_quantize=["MatMul"] if matmul_only else None,
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     logging.disable(logging.NOTSET)
 
@@ -161,11 +167,12 @@ def build(args: argparse.Namespace, parts: dict[str, frozenset[str]], scratch: P
     for name, p in ((n, p) for n, p in parts.items() if ("optimized" in p) in sources):
         paths[name] = source = sources["optimized" in p]
         if scheme := next((s for s in SCHEMES if s in p), None):
-            tag = "optimized-" * ("optimized" in p) + scheme + "-rr" * ("reduce-range" in p)
+            tag = ("optimized-" * ("optimized" in p) + scheme + "-rr" * ("reduce-range" in p)
+                   + "-mm" * ("matmul-only" in p))
             paths[name], started = scratch / tag / "model.onnx", time.perf_counter()
             if not paths[name].is_file():
                 quantize(staged(source, scratch), paths[name], scheme == "per-channel",
-                         "reduce-range" in p)
+                         "reduce-range" in p, "matmul-only" in p)
                 print(f"built {tag} in {time.perf_counter() - started:.0f} s", flush=True)
     return paths
 

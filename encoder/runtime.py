@@ -12,7 +12,7 @@ import numpy as np
 from encoder.batching import pad
 from encoder.model_files import ModelFiles
 from encoder.pooling import POOLERS, span_means
-from encoder.quantize import quantized_model
+from encoder.quantize import needs_saturation_guard, quantized_model
 from encoder.settings import ServiceSettings
 
 # Token-state outputs, best first. Jina's second output is a pooler, never an embedding.
@@ -31,7 +31,8 @@ class OnnxModel:
     both serve.
     """
 
-    def __init__(self, path: Path, threads: int) -> None:
+    def __init__(self, path: Path, threads: int, saturation_guard: bool = False) -> None:
+        """``saturation_guard``: ORT's exact int8 kernels (``needs_saturation_guard``)."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -44,6 +45,8 @@ class OnnxModel:
         # and tokenizer need between runs; on a small machine that costs more than it saves.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if saturation_guard:
+            options.add_session_config_entry("session.x64quantprecision", "1")
         self.threads = threads
         self.session = ort.InferenceSession(os.fspath(path), options,
                                             providers=["CPUExecutionProvider"])
@@ -111,12 +114,15 @@ def open_sessions(files: ModelFiles, settings: ServiceSettings,
     """The model's session on ``threads`` ORT threads, plus the lane session of
     ``threads // parallel_runs`` threads when parallel runs are on (else None)."""
     assert files.onnx is not None
-    onnx = quantized_model(files.onnx) if settings.quantize == "int8" else files.onnx
+    int8 = settings.quantize == "int8"
+    onnx = quantized_model(files.onnx) if int8 else files.onnx
+    guard = int8 and needs_saturation_guard()
     lane_count = min(settings.batching.parallel_runs, threads)
-    logger.info("loading %s with %d ORT thread(s)%s", onnx, threads,
-                f", {lane_count} parallel runs" if lane_count > 1 else "")
-    lanes = OnnxModel(onnx, threads // lane_count) if lane_count > 1 else None
-    return OnnxModel(onnx, threads), lanes
+    logger.info("loading %s with %d ORT thread(s)%s%s", onnx, threads,
+                f", {lane_count} parallel runs" if lane_count > 1 else "",
+                ", U8S8 saturation guard (no VNNI)" if guard else "")
+    lanes = OnnxModel(onnx, threads // lane_count, guard) if lane_count > 1 else None
+    return OnnxModel(onnx, threads, guard), lanes
 
 
 def _state_output(outputs, path: Path) -> str:

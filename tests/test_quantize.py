@@ -5,7 +5,7 @@ import pytest
 from encoder.batching import TokenBatch
 from encoder.model_card import ModelCard
 from encoder.pooling import l2_normalize
-from encoder.quantize import quantized_model, source_digest
+from encoder.quantize import needs_saturation_guard, quantized_model, source_digest
 from encoder.runtime import OnnxModel
 from encoder.scheduler import Scheduler
 from encoder.settings import BatchingSettings
@@ -30,7 +30,7 @@ def _vectors(onnx_path, folder, reference):
 def test_int8_copy_is_built_once_and_close_to_fp32(model_copy, jina_reference):
     source = model_copy / "onnx/model.onnx"
     first = quantized_model(source)
-    assert first.parent == source.parent and first.name.startswith("model.int8-")
+    assert first.parent == source.parent and first.name.startswith("model.int8pc-")
     built_at = first.stat().st_mtime_ns
     assert quantized_model(source) == first
     assert first.stat().st_mtime_ns == built_at  # reused, not rebuilt
@@ -48,3 +48,26 @@ def test_changed_weights_change_the_cache_key(model_copy):
     with data.open("r+b") as f:
         f.write(bytes(b ^ 0xFF for b in raw))
     assert source_digest(source) != before
+
+
+@pytest.mark.parametrize(("flags", "guard"), [
+    ({"avx2", "fma"}, True),                         # AVX2 without VNNI: saturates
+    ({"avx2", "avx512f", "avx512bw"}, True),         # AVX-512 without VNNI
+    ({"avx2", "avx512f", "avx512_vnni"}, False),     # Zen 4, Ice Lake and later
+    ({"avx2", "avx_vnni"}, False),                   # Alder Lake
+    ({"asimd"}, False),                              # ARM: no x86 kernels
+    (set(), False),                                  # flags unknown
+])
+def test_saturation_guard_only_without_vnni(flags, guard):
+    assert needs_saturation_guard(flags) is guard
+
+
+def test_the_guard_opens_a_session_with_exact_kernels(model_copy, jina_reference):
+    int8 = quantized_model(model_copy / "onnx/model.onnx")
+    plain = _vectors(int8, model_copy, jina_reference)
+    scheduler = Scheduler(OnnxModel(int8, threads=1, saturation_guard=True),
+                          ModelCard.from_folder(model_copy), BatchingSettings(parallel_runs=1))
+    ids = [jina_reference.ids(t) for t in TEXTS]
+    guarded = l2_normalize(scheduler.run_window([TokenBatch.from_lists(4, ids)])[0])
+    for a, b in zip(plain, guarded, strict=True):
+        assert cosine(a, b) >= 0.99

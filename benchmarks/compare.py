@@ -1,0 +1,154 @@
+"""What users compare, in one run: the raw in-process ceiling, the service as the design
+starts it (plain ``serve run serve_config.yaml``) and, when installed, infinity-emb on the
+same model and texts.
+
+Loads are CLIENTSxTEXTS per request over HTTP from aiohttp clients on the same cores. The raw
+ceiling is the best fixed batch size over length-sorted texts in this process (2 ORT
+threads), measured before and after the served runs (the mean is used). infinity-emb needs
+torch, so it lives in its own venv (requirements-infinity.txt); without one this prints the
+rest. Writes benchmarks/results/compare-<model>.csv and .png.
+
+Usage: python -m benchmarks.compare [--model minilm-sized] [--seconds 20]
+       [--infinity .venv-infinity/bin/python]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from benchmarks.infinity_model import bake_task, infinity_command
+from benchmarks.plots import plot_throughput
+from benchmarks.throughput import RESULTS, model_folder
+from benchmarks.workloads import Measured, benchmark_texts, raw_best_batch, raw_single, served
+from encoder.model_card import ModelCard
+from encoder.runtime import OnnxModel
+from encoder.tokenize import TextTokenizer
+from tests.serve_process import free_port, serve_run
+
+LOADS = [("short", 32, 1), ("short", 16, 1), ("short", 8, 16), ("long", 4, 16),
+         ("short", 1, 1)]
+CEILING_TEXTS = {"short": 512, "long": 64}
+INFINITY_VENVS = (Path(".venv-infinity/bin/python"), Path("/work/venv-infinity/bin/python"))
+
+
+def raw_figures(folder: Path, texts: dict[str, list[str]], seconds: float) -> dict[str, Measured]:
+    """The in-process ceiling per workload, and one run per text (latency) for short ones."""
+    card = ModelCard.from_folder(folder)
+    task = card.task_id("text-matching") if card.tasks else None
+    tokenizer = TextTokenizer(folder)
+    model = OnnxModel(folder / "onnx/model.onnx", threads=2)
+    ids = {k: tokenizer.encode(v[: CEILING_TEXTS[k]], card.max_tokens, truncate=True)
+           for k, v in texts.items()}
+    raw_best_batch(model, card, ids["short"][:64], task, sizes=(8,))  # warm-up
+    found = {workload: raw_best_batch(model, card, sample, task)
+             for workload, sample in ids.items()}
+    found["single"] = raw_single(model, card, ids["short"], task, seconds)
+    return found
+
+
+@contextmanager
+def infinity(python: Path, folder: Path, workdir: Path) -> Iterator[tuple[str, str]]:
+    """infinity-emb serving ``folder`` (task baked in): yields (base URL, model name)."""
+    baked = bake_task(folder, workdir / f"{folder.name}-infinity")
+    port = free_port()
+    log = (workdir / "infinity.log").open("wb")
+    process = subprocess.Popen(infinity_command(python, baked, port), stdout=log,
+                               stderr=subprocess.STDOUT, env={**os.environ, "DO_NOT_TRACK": "1"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert process.poll() is None and time.monotonic() < deadline, "infinity failed"
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        yield url, baked.name
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+        log.close()
+
+
+def drive(url: str, texts: dict[str, list[str]], seconds: float, **request) -> dict:
+    """Every load against one server: (workload, load) -> Measured."""
+    return {(w, f"{c}x{k}"): asyncio.run(served(url, texts[w], c, k, seconds, **request))
+            for w, c, k in LOADS}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="minilm-sized")
+    parser.add_argument("--seconds", type=float, default=20, help="per load")
+    parser.add_argument("--infinity", type=Path, help="python of a venv with infinity-emb")
+    args = parser.parse_args()
+    folder = model_folder(args.model).resolve()
+    texts = benchmark_texts()
+    workdir = Path(tempfile.mkdtemp(prefix="compare-"))
+    python = args.infinity or next((p for p in INFINITY_VENVS if p.is_file()), None)
+
+    before = raw_figures(folder, texts, args.seconds)
+    results = {}
+    with serve_run(folder, workdir, cpus=None, timeout_s=900,
+                   command=["serve", "run"]) as service:
+        results["served"] = drive(service.url, texts, args.seconds)
+    if python:
+        with infinity(python, folder, workdir) as (url, name):
+            results["infinity-emb"] = drive(url, texts, args.seconds, path="/embeddings",
+                                            model=name)
+    after = raw_figures(folder, texts, args.seconds)
+    raw = {k: (before[k].texts_per_s + after[k].texts_per_s) / 2 for k in before}
+    report(folder.name, raw, before, after, results)
+
+
+def report(name: str, raw: dict[str, float], before: dict, after: dict, results: dict) -> None:
+    """Print the table (markdown), write the CSV and the plot."""
+    rows = [{"precision": "raw", "workload": w, "mode": "ceiling", "texts_per_s": round(v, 1),
+             "p50_ms": "", "detail": f"before {before[w].texts_per_s:.1f} ({before[w].detail})"
+             f" after {after[w].texts_per_s:.1f} ({after[w].detail})"}
+            for w, v in raw.items() if w != "single"]
+    for contender, measured in results.items():
+        rows += [{"precision": contender, "workload": w, "mode": load,
+                  "texts_per_s": round(m.texts_per_s, 1), "p50_ms": round(m.p50_ms, 1),
+                  "detail": m.detail} for (w, load), m in measured.items()]
+    print(f"\n{name}: raw ceiling short {raw['short']:.1f}, long {raw['long']:.1f} texts/s; "
+          f"one raw run per short text {raw['single']:.1f} texts/s, p50 "
+          f"{(before['single'].p50_ms + after['single'].p50_ms) / 2:.1f} ms\n")
+    print("| load | served texts/s (p50 ms) | served ÷ raw ceiling | infinity-emb texts/s "
+          "(p50 ms) | served ÷ infinity-emb |")
+    print("|---|---|---|---|---|")
+    for (workload, load), m in results["served"].items():
+        other = results.get("infinity-emb", {}).get((workload, load))
+        line = (f"| {workload} {load} | {m.texts_per_s:.1f} ({m.p50_ms:.1f}) | "
+                f"{m.texts_per_s / raw[workload]:.2f} | ")
+        line += (f"{other.texts_per_s:.1f} ({other.p50_ms:.1f}) | "
+                 f"{m.texts_per_s / other.texts_per_s:.2f} |" if other else "– | – |")
+        print(line)
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"compare-{name}.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    try:
+        png = plot_throughput(rows, f"compare {name}", RESULTS / f"compare-{name}.png")
+    except ImportError:  # matplotlib: requirements-bench.txt
+        png = "no plot (matplotlib missing)"
+    print(f"\nwrote {path} and {png}")
+
+
+if __name__ == "__main__":
+    main()
