@@ -13,7 +13,7 @@ OUTPUT ?=
 TASK ?=
 ARGS ?=
 
-.PHONY: serve test embed bench models clean
+.PHONY: serve test embed bench bench-infinity models clean
 
 $(BIN)/.installed: requirements.txt requirements-test.txt requirements-models.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,8 +42,14 @@ models: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/pip install --quiet -r requirements-bench.txt
-	$(BIN)/python -m benchmarks.throughput --model minilm-sized
+	$(BIN)/python -m benchmarks.compare --model minilm-sized
 	$(BIN)/python -m benchmarks.throughput --model jina-sized --seconds 30
 
+# Optional: infinity-emb for benchmarks.compare, in its own venv (it needs torch).
+bench-infinity:
+	$(PYTHON) -m venv .venv-infinity
+	.venv-infinity/bin/pip install --quiet torch==2.13.0
+	.venv-infinity/bin/pip install --quiet torch==2.13.0 -r requirements-infinity.txt
+
 clean:
-	rm -rf $(VENV) .run models .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-infinity .run models .pytest_cache .ruff_cache *.egg-info
