@@ -16,25 +16,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import os
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
 from benchmarks.infinity_model import bake_task, infinity_command
-from benchmarks.plots import plot_throughput
+from benchmarks.plots import plot_throughput, write_csv
 from benchmarks.throughput import RESULTS, model_folder
 from benchmarks.workloads import Measured, benchmark_texts, raw_best_batch, raw_single, served
 from encoder.model_card import ModelCard
 from encoder.runtime import OnnxModel
 from encoder.tokenize import TextTokenizer
-from tests.serve_process import free_port, serve_run
+from tests.serve_process import free_port, serve_run, wait_healthy
 
 LOADS = [("short", 32, 1), ("short", 16, 1), ("short", 8, 16), ("long", 4, 16),
          ("short", 1, 1)]
@@ -62,25 +58,18 @@ def infinity(python: Path, folder: Path, workdir: Path) -> Iterator[tuple[str, s
     """infinity-emb serving ``folder`` (task baked in): yields (base URL, model name)."""
     baked = bake_task(folder, workdir / f"{folder.name}-infinity")
     port = free_port()
-    log = (workdir / "infinity.log").open("wb")
-    process = subprocess.Popen(infinity_command(python, baked, port), stdout=log,
-                               stderr=subprocess.STDOUT, env={**os.environ, "DO_NOT_TRACK": "1"})
+    log_path = workdir / "infinity.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(infinity_command(python, baked, port), stdout=log,
+                                   stderr=subprocess.STDOUT,
+                                   env={**os.environ, "DO_NOT_TRACK": "1"})
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert process.poll() is None and time.monotonic() < deadline, "infinity failed"
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
+        wait_healthy(url, process, log_path, timeout_s=300)
         yield url, baked.name
     finally:
         process.terminate()
         process.wait(timeout=60)
-        log.close()
 
 
 def drive(url: str, texts: dict[str, list[str]], seconds: float, **request) -> dict:
@@ -138,11 +127,7 @@ def report(name: str, raw: dict[str, float], before: dict, after: dict, results:
                  f"{m.texts_per_s / other.texts_per_s:.2f} |" if other else "– | – |")
         print(line)
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"compare-{name}.csv"
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    path = write_csv(rows, RESULTS / f"compare-{name}.csv")
     try:
         png = plot_throughput(rows, f"compare {name}", RESULTS / f"compare-{name}.png")
     except ImportError:  # matplotlib: requirements-bench.txt

@@ -1,8 +1,18 @@
-"""PNG plots of a throughput run's rows (matplotlib, headless)."""
+"""A benchmark run's rows as CSV and PNG plots (matplotlib, headless)."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
+
+
+def write_csv(rows: list[dict], out: Path) -> Path:
+    """``rows`` (dicts with the same keys) as a CSV file with a header."""
+    with out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return out
 
 
 def plot_throughput(rows: list[dict], title: str, out: Path) -> Path:

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import tempfile
 from pathlib import Path
 
 from tqdm import tqdm
 
 from benchmarks.jina_sized_model import build_jina_sized
-from benchmarks.plots import plot_throughput
+from benchmarks.plots import plot_throughput, write_csv
 from benchmarks.soak import serve_rss_mb
 from benchmarks.workloads import Measured, benchmark_texts, raw_best_batch, raw_single, served
 from encoder.batching import TokenBatch
@@ -164,11 +163,7 @@ def main() -> None:
 
     name = folder.name if args.layout == "1x2" else f"{folder.name}-{args.layout}"
     RESULTS.mkdir(exist_ok=True)
-    csv_path = RESULTS / f"throughput-{name}.csv"
-    with csv_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    csv_path = write_csv(rows, RESULTS / f"throughput-{name}.csv")
     png = plot_throughput(rows, name, RESULTS / f"throughput-{name}.png")
     for row in rows:
         print(f"{row['precision']:>5} {row['workload']:>5} {row['mode']:>14}: "

@@ -121,13 +121,15 @@ def serve_run(model: Path, workdir: Path, args: dict | None = None,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     service = ServeProcess(f"http://127.0.0.1:{port}", process, log_path, haproxy)
     try:
-        _wait_healthy(service.url, process, log_path, timeout_s)
+        wait_healthy(service.url, process, log_path, timeout_s)
         yield service
     finally:
         service.stop()
 
 
-def _wait_healthy(base: str, process: subprocess.Popen, log_path: Path, timeout_s: float):
+def wait_healthy(base: str, process: subprocess.Popen, log_path: Path, timeout_s: float,
+                 ) -> None:
+    """Poll ``base``/health until 200; fail with the log's tail if ``process`` exits first."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
