@@ -134,22 +134,6 @@ def quantize(source: Path, target: Path, per_channel: bool, reduce_range: bool,
     logging.disable(logging.NOTSET)
 
 
-def open_model(path: Path, threads: int, config: dict[str, str]) -> OnnxModel:
-    """``OnnxModel(path, threads)``, ``config`` added to its own options as it opens."""
-    real = ort.InferenceSession
-
-    def session(model: str, options: ort.SessionOptions, **kwargs) -> ort.InferenceSession:
-        for key, value in config.items():
-            options.add_session_config_entry(key, value)
-        return real(model, options, **kwargs)
-
-    ort.InferenceSession = session
-    try:
-        return OnnxModel(path, threads)
-    finally:
-        ort.InferenceSession = real
-
-
 def build(args: argparse.Namespace, parts: dict[str, frozenset[str]], scratch: Path,
           ) -> dict[str, Path]:
     """Each variant's ONNX file, built if missing (none for optimized ones if that failed)."""
@@ -215,8 +199,8 @@ def measure(args: argparse.Namespace, paths: dict[str, Path]) -> None:
 
     def session_of(name: str) -> OnnxModel:
         if name not in sessions:
-            extra = {"session.x64quantprecision": "1"} if "x64quantprecision" in name else {}
-            model = sessions[name] = open_model(paths[name], args.threads, extra)
+            model = sessions[name] = OnnxModel(paths[name], args.threads,
+                                               "x64quantprecision" in name)
             task = 0 if model.has_task_id else None
             for workload in batches:  # warm-up: ORT plans and allocates on first runs
                 model.token_states(*batches[workload][-1], task)
