@@ -56,10 +56,6 @@ class Encoder:
         """
         return await (await self._enqueue(batch))
 
-    async def embed_many(self, batches: List[TokenBatch]) -> List[Result]:
-        """``embed`` for several requests' batches in one call (the ingress groups them)."""
-        return list(await asyncio.gather(*self.scheduler.enqueue(batches)))
-
     async def embed_background(self, batch: TokenBatch) -> Result:
         """``embed`` for bulk work (the Batch API): it runs only while no request waits."""
         return await self.scheduler.enqueue([batch], background=True)[0]
@@ -125,19 +121,9 @@ class Ingress:
         self._batches = batches
         self._batch_store = BatchStore(settings.batches.storage)
         self.service = EmbeddingsService.for_model(settings, self._embed)
-        self._small_tokens = settings.batching.max_batch_tokens
 
     async def _embed(self, batches: List[TokenBatch]) -> List[Result]:
-        if len(batches) == 1 and batches[0].tokens <= self._small_tokens:
-            return [await self._embed_grouped(batches[0])]
         return await _call_encoders(self._encoder.embed, batches)
-
-    # Small requests (one run's budget or less: queries) share a handle call, since a call
-    # costs more CPU than their tokens (docs/decisions/scheduler.md). Four calls in flight
-    # keep the encoder fed. A cancelled caller's share still runs: it is small.
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0, max_concurrent_batches=4)
-    async def _embed_grouped(self, batches: List[TokenBatch]) -> List[Result]:
-        return (await _call_encoders(self._encoder.embed_many, [batches]))[0]
 
     async def _wake_batches(self) -> None:
         await self._batches.wake.remote()
@@ -155,11 +141,11 @@ class Ingress:
         return build_app(self.service, self._ready, self._api_key, router)
 
 
-async def _call_encoders(method, arguments: list) -> list:
-    """One call per argument (the router spreads a big request's pieces over replicas),
-    with Ray's failures as the service's errors."""
+async def _call_encoders(method, batches: List[TokenBatch]) -> List[Result]:
+    """One call per batch (the router spreads a big request's pieces over replicas), with
+    Ray's failures as the service's errors."""
     try:
-        return await asyncio.gather(*(method.remote(a) for a in arguments))
+        return await asyncio.gather(*(method.remote(b) for b in batches))
     except BackPressureError as exc:
         raise EmbeddingError(ErrorKind.UNAVAILABLE, "the encoders' queues are full; retry",
                              code="overloaded",
