@@ -25,7 +25,7 @@ from pathlib import Path
 
 from benchmarks.infinity_model import bake_task, infinity_command
 from benchmarks.plots import plot_throughput, write_csv
-from benchmarks.throughput import RESULTS, model_folder
+from benchmarks.throughput import CEILING_TEXTS, RESULTS, model_folder
 from benchmarks.workloads import Measured, benchmark_texts, raw_best_batch, raw_single, served
 from encoder.model_card import ModelCard
 from encoder.runtime import OnnxModel
@@ -34,8 +34,8 @@ from tests.serve_process import free_port, serve_run, wait_healthy
 
 LOADS = [("short", 32, 1), ("short", 16, 1), ("short", 8, 16), ("long", 4, 16),
          ("short", 1, 1)]
-CEILING_TEXTS = {"short": 512, "long": 64}
-INFINITY_VENVS = (Path(".venv-infinity/bin/python"), Path("/work/venv-infinity/bin/python"))
+# Where `make bench-infinity` installs it; --infinity names another.
+INFINITY_PYTHON = Path(".venv-infinity/bin/python")
 
 
 def raw_figures(folder: Path, texts: dict[str, list[str]], seconds: float) -> dict[str, Measured]:
@@ -87,7 +87,7 @@ def main() -> None:
     folder = model_folder(args.model).resolve()
     texts = benchmark_texts()
     workdir = Path(tempfile.mkdtemp(prefix="compare-"))
-    python = args.infinity or next((p for p in INFINITY_VENVS if p.is_file()), None)
+    python = args.infinity or (INFINITY_PYTHON if INFINITY_PYTHON.is_file() else None)
 
     before = raw_figures(folder, texts, args.seconds)
     results = {}
