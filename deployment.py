@@ -6,12 +6,14 @@ annotations`` here: Ray reads the builder's ``args`` type at run time to validat
 
 import asyncio
 import contextlib
-from typing import List
+from typing import Any, Dict, List, Tuple
 
 import ray
 from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve import Application
+from ray.serve.autoscaling_policy import replica_queue_length_autoscaling_policy
+from ray.serve.config import AutoscalingContext
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
@@ -56,6 +58,10 @@ class Encoder:
         """
         return await (await self._enqueue(batch))
 
+    async def embed_many(self, batches: List[TokenBatch]) -> List[Result]:
+        """``embed`` for several requests' batches in one call (the ingress groups them)."""
+        return list(await asyncio.gather(*self.scheduler.enqueue(batches)))
+
     async def embed_background(self, batch: TokenBatch) -> Result:
         """``embed`` for bulk work (the Batch API): it runs only while no request waits."""
         return await self.scheduler.enqueue([batch], background=True)[0]
@@ -69,6 +75,10 @@ class Encoder:
     async def ping(self) -> bool:
         """Readiness probe used by the ingress's ``/health``."""
         return True
+
+    async def record_autoscaling_stats(self) -> Dict[str, float]:
+        """Serve's custom autoscaling metric: the token batches this replica holds."""
+        return {HELD_BATCHES: self.scheduler.held()}
 
     async def check_health(self) -> None:
         """Ray's periodic health check, on the ONNX thread behind the running window.
@@ -121,9 +131,19 @@ class Ingress:
         self._batches = batches
         self._batch_store = BatchStore(settings.batches.storage)
         self.service = EmbeddingsService.for_model(settings, self._embed)
+        self._small_tokens = settings.batching.max_batch_tokens
 
     async def _embed(self, batches: List[TokenBatch]) -> List[Result]:
+        if len(batches) == 1 and batches[0].tokens <= self._small_tokens:
+            return [await self._embed_grouped(batches[0])]
         return await _call_encoders(self._encoder.embed, batches)
+
+    # Small requests (one run's budget or less: queries) share a handle call, since a call
+    # costs more CPU than their tokens (docs/decisions/scheduler.md). Four calls in flight
+    # keep the encoder fed. A cancelled caller's share still runs: it is small.
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0, max_concurrent_batches=4)
+    async def _embed_grouped(self, batches: List[TokenBatch]) -> List[Result]:
+        return (await _call_encoders(self._encoder.embed_many, [batches]))[0]
 
     async def _wake_batches(self) -> None:
         await self._batches.wake.remote()
@@ -141,11 +161,11 @@ class Ingress:
         return build_app(self.service, self._ready, self._api_key, router)
 
 
-async def _call_encoders(method, batches: List[TokenBatch]) -> List[Result]:
-    """One call per batch (the router spreads a big request's pieces over replicas), with
-    Ray's failures as the service's errors."""
+async def _call_encoders(method, arguments: list) -> list:
+    """One call per argument (the router spreads a big request's pieces over replicas),
+    with Ray's failures as the service's errors."""
     try:
-        return await asyncio.gather(*(method.remote(b) for b in batches))
+        return await asyncio.gather(*(method.remote(a) for a in arguments))
     except BackPressureError as exc:
         raise EmbeddingError(ErrorKind.UNAVAILABLE, "the encoders' queues are full; retry",
                              code="overloaded",
@@ -155,6 +175,26 @@ async def _call_encoders(method, batches: List[TokenBatch]) -> List[Result]:
         raise EmbeddingError(ErrorKind.UNAVAILABLE, "an encoder replica failed while "
                              "serving this request; retry", code="encoder_unavailable",
                              retry_after_s=1) from exc
+
+
+# The Encoder's load for the autoscaler. Ray counts ongoing handle calls, and one grouped
+# call carries up to 64 requests: the replicas count what they hold instead.
+HELD_BATCHES = "held_token_batches"
+
+
+def scale_on_held_batches(ctx: AutoscalingContext) -> Tuple[float, Dict[str, Any]]:
+    """Ray's default rule (replicas = load / ``target_ongoing_requests``) with the token
+    batches the Encoder replicas hold, plus the calls queued at handles, as the load.
+
+    ``serve_config.yaml`` names it as the Encoder's ``autoscaling_config.policy``; Ray
+    still applies the config's delays, factors and bounds. Until replicas report, Ray's
+    default policy decides.
+    """
+    held = (ctx.aggregated_metrics or {}).get(HELD_BATCHES)
+    if not held or ctx.current_num_replicas == 0:
+        return replica_queue_length_autoscaling_policy(ctx)
+    load = sum(held.values()) + (ctx.total_queued_requests or 0)
+    return load / ctx.config.get_target_ongoing_requests(), {}
 
 
 def app_builder(args: ServiceSettings) -> Application:

@@ -1,12 +1,10 @@
 """The encoder's scheduler: one queue, windows sorted by length, runs packed by padded tokens.
 
-Token batches wait in one queue while a window runs. When the ONNX thread is free, the
-scheduler takes everything queued, up to ``sort_window_tokens`` (skipping work whose caller
-gave up), groups it by task, sorts it by length, packs runs of at most ``max_batch_tokens``
-padded tokens and executes them: one at a time on the full session, or with lanes several
-at once. As in TEI's queue task, work that arrives during a run joins the next window, so
-batches grow with load and a lone query runs at once. Why a queue of its own rather than
-Ray's ``@serve.batch`` alone, and the figures behind each choice: docs/decisions/scheduler.md.
+Token batches queue while a window runs. When the ONNX thread is free, the scheduler takes
+what is queued (up to ``sort_window_tokens``, skipping work whose caller gave up), groups it
+by task, sorts it by length and executes runs of at most ``max_batch_tokens`` padded tokens:
+alone on the full session, or several at once on lanes. As in TEI's queue task, batches grow
+with load and a lone query runs at once. Why, with figures: docs/decisions/scheduler.md.
 """
 
 from __future__ import annotations
@@ -39,9 +37,8 @@ WaitObserver = Callable[[float], None]
 class Scheduler:
     """Pooled vectors (raw, not normalised) for token batches, batched across callers.
 
-    model: the session a lone run (or the only run of a window) uses, on all threads.
-    lanes: an optional second session with fewer threads, run by ``parallel_runs`` threads
-      at once when a window holds several runs (``BatchingSettings.parallel_runs``).
+    model: the session a lone run (or a window's only run) uses, on all threads.
+    lanes: an optional second session with fewer threads for ``parallel_runs`` runs at once.
     """
 
     def __init__(self, model: OnnxModel, card: ModelCard, batching: BatchingSettings,
@@ -61,6 +58,7 @@ class Scheduler:
         self._queue: deque[_Waiting] = deque()
         # Bulk work (the Batch API): taken only when no request waits, a run at a time.
         self._background: deque[_Waiting] = deque()
+        self._running: list[_Waiting] = []
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
         # Sessions whose latest run failed: the health check runs its canary on these only.
@@ -107,6 +105,10 @@ class Scheduler:
         """``enqueue`` and wait: the results in order."""
         return list(await asyncio.gather(*self.enqueue(batches, background)))
 
+    def held(self) -> int:
+        """Token batches queued or running whose callers still wait: this replica's load."""
+        return sum(not w.future.done() for w in (*self._queue, *self._background, *self._running))
+
     def _take_window(self) -> list[_Waiting]:
         window = self._take(self._queue, self.batching.sort_window_tokens)
         return window or self._take(self._background, self.batching.max_batch_tokens)
@@ -140,9 +142,11 @@ class Scheduler:
                 for waiting in window:
                     self._on_wait(now - waiting.arrived)
             futures = [w.future for w in window]
+            self._running = window
             results = await loop.run_in_executor(
                 self._thread, self.run_window, [w.batch for w in window],
                 lambda b, futures=futures: futures[b].cancelled())
+            self._running = []
             for waiting, result in zip(window, results, strict=True):
                 if not waiting.future.done():
                     waiting.future.set_result(result)
@@ -193,10 +197,8 @@ class Scheduler:
         return [failures.get(b, result) for b, result in enumerate(results)]
 
     def _in_lanes(self, runs: list[_Run], execute: Callable) -> None:
-        # Biggest first, so the lanes finish close together. A run left alone, or bigger
-        # than its lane's share of the window (one long document among short queries),
-        # would hold one lane on fewer threads while the others idle: it runs on the full
-        # session instead.
+        # Biggest first, so lanes finish together. A run left alone, or bigger than a lane's
+        # share (one long document among queries), runs on the full session instead.
         assert self._lane_pool is not None
         runs = sorted(runs, key=_Run.padded_tokens, reverse=True)
         remaining = sum(run.padded_tokens() for run in runs)
@@ -217,9 +219,8 @@ class Scheduler:
     def check(self) -> None:
         """Raise if a session whose latest run failed fails a tiny run too.
 
-        Passive while runs succeed: a canary through a big session streams all its weights
-        and would stall lone queries queued behind it. A failed run may be its input's fault
-        (the canary then passes and clears it) or the session's (the canary fails).
+        Passive while runs succeed: a canary through a big session would stall the queries
+        behind it. A failed run may be its input's fault (the canary passes) or the session's.
         """
         for model in list(self._failed):
             if not np.isfinite(model.canary(self.card.pad_token_id)).all():
@@ -250,10 +251,10 @@ def plan_runs(lengths: np.ndarray, budget: int) -> list[np.ndarray]:
 def plan_even_runs(lengths: np.ndarray, budget: int, parts: int) -> list[np.ndarray]:
     """Runs as ``plan_runs`` packs them, but a multiple of ``parts`` runs of even size.
 
-    For ``parts`` runs going at once: greedy packing leaves a small last run, and the part
-    that gets it idles while the others finish (32 queued queries: runs of 24 and 8). The
-    smallest budget that still needs no more runs than the next multiple of ``parts``
-    evens them out (two runs of 16). Never more runs than sequences.
+    For ``parts`` runs at once: greedy packing leaves a small last run whose part idles
+    while the others finish (32 queries: runs of 24 and 8). The smallest budget needing no
+    more runs than the next multiple of ``parts`` evens them (two runs of 16), never more
+    runs than sequences.
     """
     runs = plan_runs(lengths, budget)
     if parts <= 1 or len(lengths) < 2:

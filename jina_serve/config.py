@@ -37,17 +37,13 @@ def derive_config(
     """A copy of ``config`` with the first application's ``args.model`` (a folder made
     absolute, as replicas may run elsewhere), other ``args``, the HTTP host/port, the
     deployments' ``num_cpus`` and any deployment keys (``deployments``: name -> keys)
-    replaced."""
+    replaced; mappings (``autoscaling_config``) are updated, not replaced."""
     config = yaml.safe_load(yaml.safe_dump(config))  # a deep copy of plain YAML data
     app = config["applications"][0]
     app_args = app.setdefault("args", {})
     if model:
         app_args["model"] = str(Path(model).resolve()) if Path(model).exists() else model
-    for key, value in (args or {}).items():
-        if isinstance(value, dict) and isinstance(app_args.get(key), dict):
-            app_args[key] = {**app_args[key], **value}
-        else:
-            app_args[key] = value
+    _update(app_args, args or {})
     http = config.setdefault("http_options", {})
     if host is not None:
         http["host"] = host
@@ -56,8 +52,17 @@ def derive_config(
     for deployment in app.get("deployments", []):
         if cpus and deployment["name"] in cpus:
             deployment.setdefault("ray_actor_options", {})["num_cpus"] = cpus[deployment["name"]]
-        deployment.update((deployments or {}).get(deployment["name"], {}))
+        _update(deployment, (deployments or {}).get(deployment["name"], {}))
     return config
+
+
+def _update(mapping: dict[str, Any], changes: dict[str, Any]) -> None:
+    """Set ``changes`` in ``mapping``, updating (not replacing) mappings one level down."""
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(mapping.get(key), dict):
+            mapping[key] = {**mapping[key], **value}
+        else:
+            mapping[key] = value
 
 
 def app_args(config: dict[str, Any]) -> dict[str, Any]:

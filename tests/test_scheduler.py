@@ -290,3 +290,25 @@ def test_metrics_are_silent_outside_ray():
     IngressMetrics().failed(400, None)
     EncoderMetrics().run(2, 64, 0.01)
     EncoderMetrics().waited(0.01)
+
+
+def test_held_counts_queued_and_running_batches_whose_callers_wait(jina_dir):
+    scheduler = make_scheduler(jina_dir)
+    run_window = scheduler.run_window
+    seen = []
+
+    def observed(batches, cancelled=lambda b: False):
+        seen.append(scheduler.held())  # the running window still counts
+        return run_window(batches, cancelled)
+
+    scheduler.run_window = observed
+
+    async def scenario():
+        futures = scheduler.enqueue([batch(0, tokens(5 + i)) for i in range(3)])
+        futures[2].cancel()  # its caller went away: no longer load
+        queued = scheduler.held()
+        await asyncio.gather(*futures[:2])
+        return queued, scheduler.held()
+
+    assert asyncio.run(scenario()) == (2, 0)
+    assert seen == [2]
