@@ -60,7 +60,7 @@ class Encoder:
 
     async def embed_many(self, batches: List[TokenBatch]) -> List[Result]:
         """``embed`` for several requests' batches in one call (the ingress groups them)."""
-        return list(await asyncio.gather(*self.scheduler.enqueue(batches)))
+        return await self.scheduler.embed(batches)
 
     async def embed_background(self, batch: TokenBatch) -> Result:
         """``embed`` for bulk work (the Batch API): it runs only while no request waits."""
