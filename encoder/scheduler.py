@@ -29,6 +29,9 @@ from encoder.settings import BatchingSettings, ServiceSettings
 logger = logging.getLogger(__name__)
 
 Result = np.ndarray | EmbeddingError
+# Two ORT threads run a run only ~1.5x as fast as one (docs/decisions/scheduler.md), so a
+# run takes the full session only when it outweighs its window's other runs this many times.
+_FULL_SESSION_RATIO = 2
 # Told (sequences, padded tokens, seconds) of every ONNX run, and each batch's queue wait.
 RunObserver = Callable[[int, int, float], None]
 WaitObserver = Callable[[float], None]
@@ -197,13 +200,12 @@ class Scheduler:
         return [failures.get(b, result) for b, result in enumerate(results)]
 
     def _in_lanes(self, runs: list[_Run], execute: Callable) -> None:
-        # Biggest first, so lanes finish together. A run left alone, or bigger than a lane's
-        # share (one long document among queries), runs on the full session instead.
+        # Biggest first, so lanes finish together. A run left alone, or one outweighing the
+        # rest (a long document among queries), runs on the full session instead.
         assert self._lane_pool is not None
         runs = sorted(runs, key=_Run.padded_tokens, reverse=True)
-        remaining = sum(run.padded_tokens() for run in runs)
-        while runs and (len(runs) == 1 or runs[0].padded_tokens() * self._lane_count > remaining):
-            remaining -= runs[0].padded_tokens()
+        while runs and (len(runs) == 1 or runs[0].padded_tokens() * (self._lane_count - 1)
+                        > _FULL_SESSION_RATIO * sum(run.padded_tokens() for run in runs[1:])):
             execute(runs.pop(0), self.model)
         for future in [self._lane_pool.submit(execute, run, self.lanes) for run in runs]:
             future.result()

@@ -102,6 +102,17 @@ def test_a_lone_run_takes_the_full_session_and_several_take_the_lanes(jina_dir):
     assert len(threads) == 2 and all(name.startswith("onnx-lane") for name in threads)
 
 
+def test_uneven_runs_of_queries_still_share_the_lanes(jina_dir):
+    runs = []
+    scheduler = make_scheduler(jina_dir, budget=108, lanes=2, on_run=lambda s, padded, _:
+                               runs.append((padded, threading.current_thread().name)))
+    # Runs of 6 x 18 and 6 x 14 padded tokens: the bigger one is not twice the other, so
+    # two one-thread runs at once beat running both on the full session one after another.
+    scheduler.run_window([batch(0, [*tokens(*[18] * 6), *tokens(*[14] * 6)])])
+    assert sorted(padded for padded, _ in runs) == [84, 108]
+    assert all(name.startswith("onnx-lane") for _, name in runs), runs
+
+
 def test_a_run_bigger_than_a_lanes_share_takes_the_full_session(jina_dir, jina_reference):
     runs = []
     scheduler = make_scheduler(jina_dir, budget=512, lanes=2, on_run=lambda s, padded, _:
