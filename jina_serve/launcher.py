@@ -34,8 +34,6 @@ SERVE_ENV_DEFAULTS = {
     # A stopping replica keeps serving this long so HAProxy stops sending it traffic first;
     # Ray's 30 s outlasts `docker stop`'s 10 s grace period.
     "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "5",
-    # The controller's reconcile loop is the busiest idle process at Ray's 0.1 s.
-    "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5",
     "RAY_USAGE_STATS_ENABLED": "0",
 }
 # Ray's name for it: <session dir>/prom_metrics_service_discovery.json.

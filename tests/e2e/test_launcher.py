@@ -109,9 +109,11 @@ def test_launcher_drains_in_flight_requests_and_leaves_nothing(minilm_dir, tmp_p
 
 
 def test_plain_serve_run_takes_the_fast_path(jina_dir, tmp_path):
-    """``serve run serve_config.yaml`` with nothing in the environment gets HAProxy and the
-    throughput preset from the config's controller_options, in every Serve process."""
+    """``serve run serve_config.yaml`` with nothing in the environment gets HAProxy, the
+    throughput preset and the slower control loop from the config's controller_options, in
+    every Serve process."""
     assert "RAY_SERVE_ENABLE_HA_PROXY" not in os.environ
+    assert "RAY_SERVE_CONTROL_LOOP_INTERVAL_S" not in os.environ
     with serve_run(jina_dir, tmp_path, command=["serve", "run"]) as service:
         assert httpx.post(f"{service.url}/v1/embeddings", json={"input": "hi"}).status_code == 200
         assert any(service.haproxy_dir.rglob("haproxy.cfg"))  # HAProxy took the port
@@ -124,6 +126,7 @@ def test_plain_serve_run_takes_the_fast_path(jina_dir, tmp_path):
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
             assert b"RAY_SERVE_ENABLE_HA_PROXY=1" in environ, commands[pid]
             assert b"RAY_SERVE_THROUGHPUT_OPTIMIZED=1" in environ, commands[pid]
+            assert b"RAY_SERVE_CONTROL_LOOP_INTERVAL_S=0.5" in environ, commands[pid]
 
 
 def test_launcher_starts_ray_lean(jina_dir, tmp_path):
