@@ -23,6 +23,7 @@ from encoder.batching import TokenBatch
 from encoder.errors import EmbeddingError, ErrorKind
 from encoder.model_card import ModelCard
 from encoder.model_files import resolve_model
+from encoder.run_planning import plan_even_runs
 from encoder.runtime import OnnxModel, open_sessions
 from encoder.settings import BatchingSettings, ServiceSettings
 
@@ -146,13 +147,17 @@ class Scheduler:
                     self._on_wait(now - waiting.arrived)
             futures = [w.future for w in window]
             self._running = window
-            results = await loop.run_in_executor(
-                self._thread, self.run_window, [w.batch for w in window],
-                lambda b, futures=futures: futures[b].cancelled())
+            try:
+                results = await loop.run_in_executor(
+                    self._thread, self.run_window, [w.batch for w in window],
+                    lambda b, futures=futures: futures[b].cancelled())
+            except Exception as exc:  # a bug must fail this window's callers, not hang all
+                logger.exception("encoder window failed")
+                results = [EmbeddingError(ErrorKind.ENCODER_FAILED, f"encoder failed: {exc}")
+                           ] * len(window)
             self._running = []
-            for waiting, result in zip(window, results, strict=True):
-                if not waiting.future.done():
-                    waiting.future.set_result(result)
+            for future, result in zip(futures, results, strict=True):
+                _resolve(future, result)
 
     def run_window(self, batches: Sequence[TokenBatch],
                    cancelled: Callable[[int], bool] = lambda b: False) -> list[Result]:
@@ -234,42 +239,9 @@ class Scheduler:
         await asyncio.get_running_loop().run_in_executor(self._thread, self.check)
 
 
-def plan_runs(lengths: np.ndarray, budget: int) -> list[np.ndarray]:
-    """Pack sequences into ONNX runs of at most ``budget`` padded tokens (longest x count).
-
-    Sequences are sorted longest first so each run pads to a similar length; a sequence
-    longer than the budget runs alone. Returns index arrays into ``lengths``.
-    """
-    order = np.argsort(-lengths, kind="stable")
-    runs, start = [], 0
-    while start < len(order):
-        longest = int(lengths[order[start]])
-        count = max(1, budget // max(longest, 1))
-        runs.append(order[start : start + count])
-        start += count
-    return runs
-
-
-def plan_even_runs(lengths: np.ndarray, budget: int, parts: int) -> list[np.ndarray]:
-    """Runs as ``plan_runs`` packs them, but a multiple of ``parts`` runs of even size.
-
-    For ``parts`` runs at once: greedy packing leaves a small last run whose part idles
-    while the others finish (32 queries: runs of 24 and 8). The smallest budget needing no
-    more runs than the next multiple of ``parts`` evens them (two runs of 16), never more
-    runs than sequences.
-    """
-    runs = plan_runs(lengths, budget)
-    if parts <= 1 or len(lengths) < 2:
-        return runs
-    target = min(len(lengths), -(-len(runs) // parts) * parts)
-    low, high = 1, budget  # fewer runs with a larger budget: search the smallest that fits
-    while low < high:
-        middle = (low + high) // 2
-        if len(plan_runs(lengths, middle)) <= target:
-            high = middle
-        else:
-            low = middle + 1
-    return plan_runs(lengths, low)
+def _resolve(future: asyncio.Future, result: Result) -> None:
+    if not future.done():  # a caller that gave up cancelled it
+        future.set_result(result)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ budget, evened out over the lanes."""
 import numpy as np
 import pytest
 
-from encoder.scheduler import plan_even_runs, plan_runs
+from encoder.run_planning import plan_even_runs, plan_runs
 
 
 def test_plan_runs_sorts_and_respects_padded_budget():

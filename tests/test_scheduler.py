@@ -1,38 +1,19 @@
 """The encoder's scheduler against the per-text reference: batching never changes a vector,
-and the queue merges, skips and reports work as it promises."""
+and runs go to the full session or the lanes as they should. The queue: test_scheduler_queue."""
 
-import asyncio
 import threading
 
 import numpy as np
 import pytest
 
-from encoder.batching import TokenBatch
 from encoder.errors import EmbeddingError
-from encoder.model_card import ModelCard
 from encoder.pooling import l2_normalize
-from encoder.runtime import OnnxModel
 from encoder.scheduler import Scheduler
 from encoder.settings import BatchingSettings, ServiceSettings
 from tests.reference import cosine
+from tests.schedulers import batch, make_scheduler, tokens
 
 TEXTS = ["Hello world", "你好，世界", "emoji 😀🎉 ok", "a much longer sentence " * 12, "x"]
-
-
-def make_scheduler(folder, budget=16_384, lanes=1, window=None, **observers) -> Scheduler:
-    path = folder / "onnx/model.onnx"
-    batching = BatchingSettings(max_batch_tokens=budget, parallel_runs=lanes,
-                                sort_window_tokens=window or max(budget, 4096))
-    return Scheduler(OnnxModel(path, threads=1), ModelCard.from_folder(folder), batching,
-                     OnnxModel(path, threads=1) if lanes > 1 else None, **observers)
-
-
-def batch(task, sequences) -> TokenBatch:
-    return TokenBatch.from_lists(task, sequences)
-
-
-def tokens(*lengths):
-    return [[0] + [100] * (n - 2) + [2] for n in lengths]
 
 
 @pytest.fixture(scope="module")
@@ -187,108 +168,3 @@ def test_every_onnx_run_is_reported_and_packed_within_the_budget(jina_dir):
     assert sum(r[0] for r in runs) == 4
     assert all(padded <= 40 and seconds > 0 for _, padded, seconds in runs)
     assert runs[0][1] == 40
-
-
-def test_a_window_of_requests_is_sorted_together(jina_dir):
-    padded = []
-    scheduler = make_scheduler(jina_dir, budget=40, on_run=lambda _, t, __: padded.append(t))
-    first, second = tokens(20, 5), tokens(19, 4)
-    together = scheduler.run_window([batch(0, first), batch(0, second)])
-    assert padded == [40, 10]  # 20 with 19, then 5 with 4; apart they pad to 2 x 40
-    alone = [scheduler.run_window([batch(0, s)])[0] for s in (first, second)]
-    for got, want in zip(together, alone, strict=True):
-        assert np.allclose(got, want, atol=1e-5)
-
-
-def test_work_queued_during_a_window_joins_the_next_one(jina_dir):
-    windows, waits = [], []
-    scheduler = make_scheduler(jina_dir, on_wait=waits.append)
-    run_window = scheduler.run_window
-
-    def slow(batches, cancelled=lambda b: False):
-        windows.append(len(batches))
-        threading.Event().wait(0.05)
-        return run_window(batches, cancelled)
-
-    scheduler.run_window = slow
-
-    async def scenario():
-        first = asyncio.ensure_future(scheduler.embed([batch(0, tokens(5))]))
-        await asyncio.sleep(0.01)  # the first window runs: the next five pile up
-        rest = [asyncio.ensure_future(scheduler.embed([batch(0, tokens(5 + i))]))
-                for i in range(5)]
-        return await first, await asyncio.gather(*rest)
-
-    first, rest = asyncio.run(scenario())
-    assert windows == [1, 5] and len(waits) == 6 and max(waits) > 0.02
-    assert all(isinstance(r[0], np.ndarray) for r in [first, *rest])
-
-
-def test_the_window_caps_the_tokens_taken(jina_dir):
-    windows = []
-    scheduler = make_scheduler(jina_dir, budget=64, window=64)
-    run_window = scheduler.run_window
-    scheduler.run_window = lambda b, c=lambda _: False: windows.append(len(b)) or run_window(b, c)
-
-    async def scenario():
-        return await scheduler.embed([batch(0, tokens(30)) for _ in range(5)])
-
-    assert len(asyncio.run(scenario())) == 5
-    assert windows == [2, 2, 1]
-
-
-def test_cancelled_work_is_skipped_before_and_during_its_window(jina_dir):
-    runs = []
-    scheduler = make_scheduler(jina_dir, budget=64, on_run=lambda *run: runs.append(run))
-
-    async def scenario():
-        started = threading.Event()
-        original = scheduler.model.token_states
-
-        def slow_first_run(*args):
-            started.set()
-            threading.Event().wait(0.1)
-            return original(*args)
-
-        scheduler.model.token_states = slow_first_run
-        big = scheduler.enqueue([batch(0, tokens(60) * 8)])  # 8 runs of one sequence
-        queued = scheduler.enqueue([batch(0, tokens(10))])
-        while not started.is_set():
-            await asyncio.sleep(0.005)
-        big[0].cancel()  # during its first run: its other seven runs are skipped
-        queued[0].cancel()  # before its run: never run
-        await asyncio.sleep(0.3)
-
-    asyncio.run(scenario())
-    assert len(runs) == 1
-
-
-def test_metrics_are_silent_outside_ray():
-    from encoder.metrics import EncoderMetrics, IngressMetrics
-
-    IngressMetrics().embedded("text-matching", 3, 30)
-    IngressMetrics().failed(400, None)
-    EncoderMetrics().run(2, 64, 0.01)
-    EncoderMetrics().waited(0.01)
-
-
-def test_held_counts_queued_and_running_batches_whose_callers_wait(jina_dir):
-    scheduler = make_scheduler(jina_dir)
-    run_window = scheduler.run_window
-    seen = []
-
-    def observed(batches, cancelled=lambda b: False):
-        seen.append(scheduler.held())  # the running window still counts
-        return run_window(batches, cancelled)
-
-    scheduler.run_window = observed
-
-    async def scenario():
-        futures = scheduler.enqueue([batch(0, tokens(5 + i)) for i in range(3)])
-        futures[2].cancel()  # its caller went away: no longer load
-        queued = scheduler.held()
-        await asyncio.gather(*futures[:2])
-        return queued, scheduler.held()
-
-    assert asyncio.run(scenario()) == (2, 0)
-    assert seen == [2]

@@ -1,0 +1,23 @@
+"""Building schedulers and token batches for the scheduler's tests."""
+
+from encoder.batching import TokenBatch
+from encoder.model_card import ModelCard
+from encoder.runtime import OnnxModel
+from encoder.scheduler import Scheduler
+from encoder.settings import BatchingSettings
+
+
+def make_scheduler(folder, budget=16_384, lanes=1, window=None, **observers) -> Scheduler:
+    path = folder / "onnx/model.onnx"
+    batching = BatchingSettings(max_batch_tokens=budget, parallel_runs=lanes,
+                                sort_window_tokens=window or max(budget, 4096))
+    return Scheduler(OnnxModel(path, threads=1), ModelCard.from_folder(folder), batching,
+                     OnnxModel(path, threads=1) if lanes > 1 else None, **observers)
+
+
+def batch(task, sequences) -> TokenBatch:
+    return TokenBatch.from_lists(task, sequences)
+
+
+def tokens(*lengths):
+    return [[0] + [100] * (n - 2) + [2] for n in lengths]
