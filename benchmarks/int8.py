@@ -145,7 +145,10 @@ def ffn_down_projections(source: Path, config: dict) -> list[str]:
     graph = onnx.load(str(source), load_external_data=False).graph
     shape = [config["intermediate_size"], config["hidden_size"]]
     down = {t.name for t in graph.initializer if list(t.dims) == shape}
-    return [n.name for n in graph.node if n.op_type == "MatMul" and set(n.input) & down]
+    nodes = [n.name for n in graph.node if n.op_type == "MatMul" and set(n.input) & down]
+    if not all(nodes):  # quantize_dynamic excludes by name: "" would exclude every unnamed node
+        raise SystemExit(f"{source}: unnamed MatMul nodes; ffn-out-fp32 cannot pick them")
+    return nodes
 
 
 def quantize_nbits8(source: Path, target: Path) -> None:

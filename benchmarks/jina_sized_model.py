@@ -52,7 +52,8 @@ def build_jina_sized(out: Path, size: str = "jina-v3", seed: int = 0) -> Path:
         return name
 
     def node(op: str, inputs: list[str], output: str, **attrs) -> str:
-        nodes.append(helper.make_node(op, inputs, [output], **attrs))
+        # Named as exporters name them, so tools that pick nodes by name (quantizers) work.
+        nodes.append(helper.make_node(op, inputs, [output], name=f"{output}/{op}", **attrs))
         return output
 
     def layer_norm(x: str, prefix: str) -> str:
