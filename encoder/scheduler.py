@@ -157,7 +157,8 @@ class Scheduler:
                            ] * len(window)
             self._running = []
             for future, result in zip(futures, results, strict=True):
-                _resolve(future, result)
+                if not future.done():  # a caller that gave up cancelled it
+                    future.set_result(result)
 
     def run_window(self, batches: Sequence[TokenBatch],
                    cancelled: Callable[[int], bool] = lambda b: False) -> list[Result]:
@@ -237,11 +238,6 @@ class Scheduler:
     async def check_async(self) -> None:
         """``check`` on the ONNX thread, behind the window running now."""
         await asyncio.get_running_loop().run_in_executor(self._thread, self.check)
-
-
-def _resolve(future: asyncio.Future, result: Result) -> None:
-    if not future.done():  # a caller that gave up cancelled it
-        future.set_result(result)
 
 
 @dataclass(frozen=True)
