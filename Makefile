@@ -42,7 +42,7 @@ models: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/pip install --quiet -r requirements-bench.txt
-	$(BIN)/python -m benchmarks.compare --model minilm-sized
+	$(BIN)/python -m benchmarks.compare --model minilm-sized --rounds 3
 	$(BIN)/python -m benchmarks.throughput --model jina-sized --seconds 30
 
 # Optional: infinity-emb for benchmarks.compare, in its own venv (it needs torch).

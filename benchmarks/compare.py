@@ -4,11 +4,13 @@ same model and texts.
 
 Loads are CLIENTSxTEXTS per request over HTTP from aiohttp clients on the same cores. The raw
 ceiling is the best fixed batch size over length-sorted texts in this process (2 ORT
-threads), measured before and after the served runs (the mean is used). infinity-emb needs
+threads), measured before and after the served runs (the mean is used). With ``--rounds``
+the contenders are started and driven in turn that many times and each figure is the median
+of its rounds: a shared 2-core VM drifts by more than most differences. infinity-emb needs
 torch, so it lives in its own venv (requirements-infinity.txt); without one this prints the
 rest. Writes benchmarks/results/compare-<model>.csv and .png.
 
-Usage: python -m benchmarks.compare [--model minilm-sized] [--seconds 20]
+Usage: python -m benchmarks.compare [--model minilm-sized] [--seconds 20] [--rounds 1]
        [--infinity .venv-infinity/bin/python]
 """
 
@@ -78,10 +80,22 @@ def drive(url: str, texts: dict[str, list[str]], seconds: float, **request) -> d
             for w, c, k in LOADS}
 
 
+def median_of(rounds: list[dict]) -> dict:
+    """Per load, the round with the median texts/s, every round's figure in its detail."""
+    merged = {}
+    for key in rounds[0]:
+        ordered = sorted((r[key] for r in rounds), key=lambda m: m.texts_per_s)
+        middle = ordered[len(ordered) // 2]
+        merged[key] = Measured(middle.texts_per_s, middle.p50_ms, middle.p99_ms, "rounds " +
+                               " ".join(f"{r[key].texts_per_s:.1f}" for r in rounds))
+    return merged
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="minilm-sized")
     parser.add_argument("--seconds", type=float, default=20, help="per load")
+    parser.add_argument("--rounds", type=int, default=1, help="contenders alternated")
     parser.add_argument("--infinity", type=Path, help="python of a venv with infinity-emb")
     args = parser.parse_args()
     folder = model_folder(args.model).resolve()
@@ -90,14 +104,16 @@ def main() -> None:
     python = args.infinity or (INFINITY_PYTHON if INFINITY_PYTHON.is_file() else None)
 
     before = raw_figures(folder, texts, args.seconds)
-    results = {}
-    with serve_run(folder, workdir, cpus=None, timeout_s=900,
-                   command=["serve", "run"]) as service:
-        results["served"] = drive(service.url, texts, args.seconds)
-    if python:
-        with infinity(python, folder, workdir) as (url, name):
-            results["infinity-emb"] = drive(url, texts, args.seconds, path="/embeddings",
-                                            model=name)
+    rounds: dict[str, list[dict]] = {"served": [], **({"infinity-emb": []} if python else {})}
+    for _ in range(args.rounds):
+        with serve_run(folder, workdir, cpus=None, timeout_s=900,
+                       command=["serve", "run"]) as service:
+            rounds["served"].append(drive(service.url, texts, args.seconds))
+        if python:
+            with infinity(python, folder, workdir) as (url, name):
+                rounds["infinity-emb"].append(drive(url, texts, args.seconds,
+                                                    path="/embeddings", model=name))
+    results = {contender: median_of(measured) for contender, measured in rounds.items()}
     after = raw_figures(folder, texts, args.seconds)
     raw = {k: (before[k].texts_per_s + after[k].texts_per_s) / 2 for k in before}
     report(folder.name, raw, before, after, results)
