@@ -99,15 +99,6 @@ def test_cancelled_work_is_skipped_before_and_during_its_window(jina_dir):
     assert len(runs) == 1
 
 
-def test_metrics_are_silent_outside_ray():
-    from encoder.metrics import EncoderMetrics, IngressMetrics
-
-    IngressMetrics().embedded("text-matching", 3, 30)
-    IngressMetrics().failed(400, None)
-    EncoderMetrics().run(2, 64, 0.01)
-    EncoderMetrics().waited(0.01)
-
-
 def test_held_counts_queued_and_running_batches_whose_callers_wait(jina_dir):
     scheduler = make_scheduler(jina_dir)
     run_window = scheduler.run_window
