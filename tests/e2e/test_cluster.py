@@ -83,7 +83,9 @@ def _wait(condition, timeout_s: float, what: str):
 
 
 @pytest.fixture(scope="module")
-def cluster(jina_dir):
+def cluster(minilm_dir):
+    # A model with real compute: with jina-tiny's ~0 the ingress, not the encoders, was the
+    # bottleneck, the encoders held little work, and scaling out came after 13 s to over 90 s.
     ports = ClusterPorts(gcs=free_port(), dashboard=free_port(), http=free_port(),
                          metrics=(free_port(), free_port()), agent=(free_port(), free_port()))
     # Short: Ray's unix sockets live under the temp dir, and their paths are capped at 107.
@@ -95,7 +97,7 @@ def cluster(jina_dir):
                                     **haproxy_env()[1]})
     try:
         local.up()
-        local.deploy(cluster_config(str(jina_dir), encoder_cpus=1.2, http_port=ports.http,
+        local.deploy(cluster_config(str(minilm_dir), encoder_cpus=1.2, http_port=ports.http,
                                     deployments={"Encoder": {"autoscaling_config": SCALING}}))
         running = Cluster(local)
         _wait(lambda: _healthy(running.url), 180, "the service to answer /health")
