@@ -27,7 +27,7 @@ ARG MODEL=jinaai/jina-embeddings-v3
 ARG DOWNLOAD_MODEL=1
 # Only config, tokenizer and onnx/model.onnx with its external data (2.3 GB for fp32).
 RUN if [ "$DOWNLOAD_MODEL" = "1" ]; then \
-      python -c "from encoder.model_files import resolve_model as r; r('$MODEL', 'onnx/model.onnx')"; \
+      python -c "from encoder.model.files import resolve_model as r; r('$MODEL', 'onnx/model.onnx')"; \
     fi
 # The container never reaches the hub at run time: the model is in the image or mounted.
 ENV HF_HUB_OFFLINE=1 \

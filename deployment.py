@@ -25,7 +25,7 @@ from encoder.batching import TokenBatch
 from encoder.errors import EmbeddingError, ErrorKind
 from encoder.http_app import build_app
 from encoder.metrics import EncoderMetrics
-from encoder.model_files import resolve_model
+from encoder.model.files import resolve_model
 from encoder.scheduler import Result, Scheduler
 from encoder.service import EmbeddingsService
 from encoder.settings import ServiceSettings

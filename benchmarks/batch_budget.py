@@ -15,8 +15,8 @@ from pathlib import Path
 
 from benchmarks.workloads import long_passages, raw_best_batch, short_queries
 from encoder.batching import TokenBatch, request_batches
-from encoder.model_card import ModelCard
-from encoder.runtime import OnnxModel
+from encoder.model.card import ModelCard
+from encoder.model.runtime import OnnxModel
 from encoder.scheduler import Scheduler
 from encoder.settings import BatchingSettings
 from encoder.tokenize import TextTokenizer

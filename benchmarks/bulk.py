@@ -26,8 +26,8 @@ import pyarrow.parquet as pq
 from benchmarks.throughput import model_folder
 from benchmarks.workloads import benchmark_texts, raw_best_batch
 from encoder.bulk import BulkOptions
-from encoder.model_card import ModelCard
-from encoder.runtime import OnnxModel
+from encoder.model.card import ModelCard
+from encoder.model.runtime import OnnxModel
 from encoder.settings import ServiceSettings
 from encoder.tokenize import TextTokenizer
 from jina_serve.embed_job import JobPlan, local_ray_cpus, run_job

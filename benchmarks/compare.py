@@ -29,8 +29,8 @@ from benchmarks.infinity_model import bake_task, infinity_command
 from benchmarks.plots import plot_throughput, write_csv
 from benchmarks.throughput import CEILING_TEXTS, RESULTS, model_folder
 from benchmarks.workloads import Measured, benchmark_texts, raw_best_batch, raw_single, served
-from encoder.model_card import ModelCard
-from encoder.runtime import OnnxModel
+from encoder.model.card import ModelCard
+from encoder.model.runtime import OnnxModel
 from encoder.tokenize import TextTokenizer
 from tests.serve_process import free_port, serve_run, wait_healthy
 

@@ -29,7 +29,7 @@ import os
 import shutil
 from pathlib import Path
 
-from encoder.model_card import ModelCard
+from encoder.model.card import ModelCard
 
 ONNX_IN, ONNX_OUT = "task_id", "text_embeds"
 INFINITY_OUT = "last_hidden_state"

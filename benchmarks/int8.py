@@ -39,9 +39,9 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from benchmarks.workloads import long_passages, short_queries
 from encoder.batching import pad
-from encoder.model_card import ModelCard
+from encoder.model.card import ModelCard
+from encoder.model.runtime import OnnxModel
 from encoder.pooling import POOLERS, l2_normalize
-from encoder.runtime import OnnxModel
 from encoder.tokenize import TextTokenizer
 
 PARTS = {"optimized", "per-tensor", "per-channel", "reduce-range", "x64quantprecision",
@@ -127,7 +127,7 @@ def optimize(source: Path, target: Path, config: dict, level: int, python: str) 
 
 def quantize(source: Path, target: Path, per_channel: bool, reduce_range: bool,
              matmul_only: bool = False, exclude: list[str] | None = None) -> None:
-    """``encoder/quantize.py``'s quantize_dynamic call, with the study's switches
+    """``encoder/model/quantize.py``'s quantize_dynamic call, with the study's switches
     (``matmul_only``: leave Gather, the embedding lookup, in fp32; ``exclude``: nodes)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     logging.disable(logging.WARNING)  # one "failed to infer data type" line per tensor of jina's

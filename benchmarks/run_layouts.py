@@ -27,8 +27,8 @@ import numpy as np
 
 from benchmarks.workloads import benchmark_texts, single_run_ms
 from encoder.batching import pad
-from encoder.model_card import ModelCard
-from encoder.runtime import OnnxModel
+from encoder.model.card import ModelCard
+from encoder.model.runtime import OnnxModel
 from encoder.tokenize import TextTokenizer
 
 # layout -> (threads of the session that runs queued work, callers at once, lone-run threads)

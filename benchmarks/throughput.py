@@ -32,10 +32,10 @@ from benchmarks.plots import plot_throughput, write_csv
 from benchmarks.soak import serve_rss_mb
 from benchmarks.workloads import Measured, benchmark_texts, raw_best_batch, raw_single, served
 from encoder.batching import TokenBatch
-from encoder.model_card import ModelCard
+from encoder.model.card import ModelCard
+from encoder.model.quantize import quantized_model
+from encoder.model.runtime import OnnxModel
 from encoder.pooling import l2_normalize
-from encoder.quantize import quantized_model
-from encoder.runtime import OnnxModel
 from encoder.scheduler import Scheduler
 from encoder.settings import BatchingSettings
 from encoder.tokenize import TextTokenizer

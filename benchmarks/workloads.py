@@ -12,8 +12,8 @@ import aiohttp
 import numpy as np
 
 from encoder.batching import pad
-from encoder.model_card import ModelCard
-from encoder.runtime import OnnxModel
+from encoder.model.card import ModelCard
+from encoder.model.runtime import OnnxModel
 
 _WORDS = ("how what why where cat dog market price river city music history science data "
           "model search engine query answer learn fast small large old new best cheap recipe "

@@ -19,8 +19,8 @@ import pyarrow as pa
 from encoder.batch_lines import BatchLine, answer_line
 from encoder.batching import TokenBatch
 from encoder.errors import EmbeddingError, invalid
-from encoder.model_card import ModelCard
-from encoder.model_files import resolve_model
+from encoder.model.card import ModelCard
+from encoder.model.files import resolve_model
 from encoder.output import quantize_binary, render_json
 from encoder.pooling import finish
 from encoder.scheduler import Scheduler

@@ -21,10 +21,10 @@ import numpy as np
 
 from encoder.batching import TokenBatch
 from encoder.errors import EmbeddingError, ErrorKind
-from encoder.model_card import ModelCard
-from encoder.model_files import resolve_model
+from encoder.model.card import ModelCard
+from encoder.model.files import resolve_model
+from encoder.model.runtime import OnnxModel, open_sessions
 from encoder.run_planning import plan_even_runs
-from encoder.runtime import OnnxModel, open_sessions
 from encoder.settings import BatchingSettings, ServiceSettings
 
 logger = logging.getLogger(__name__)

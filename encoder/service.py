@@ -18,8 +18,8 @@ from encoder.batching import TokenBatch, request_batches
 from encoder.errors import EmbeddingError, ErrorKind, invalid, raise_failures
 from encoder.late_chunking import combine_pieces, plan_late_chunks
 from encoder.metrics import IngressMetrics
-from encoder.model_card import ModelCard
-from encoder.model_files import resolve_model
+from encoder.model.card import ModelCard
+from encoder.model.files import resolve_model
 from encoder.output import embedding_items
 from encoder.pooling import finish
 from encoder.settings import ServiceSettings

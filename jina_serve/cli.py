@@ -68,7 +68,7 @@ def _check_model(args: dict) -> None:
     """Fail in a second, with one line, when the model cannot be found (before Ray starts)."""
     from pydantic import ValidationError
 
-    from encoder.model_files import resolve_model
+    from encoder.model.files import resolve_model
     from encoder.settings import ServiceSettings
 
     try:

@@ -1,8 +1,8 @@
 """Building schedulers and token batches for the scheduler's tests."""
 
 from encoder.batching import TokenBatch
-from encoder.model_card import ModelCard
-from encoder.runtime import OnnxModel
+from encoder.model.card import ModelCard
+from encoder.model.runtime import OnnxModel
 from encoder.scheduler import Scheduler
 from encoder.settings import BatchingSettings
 

@@ -7,7 +7,7 @@ import pytest
 from encoder.admission import AdmissionControl, estimate_tokens
 from encoder.errors import EmbeddingError
 from encoder.http_app import build_app
-from encoder.model_card import ModelCard
+from encoder.model.card import ModelCard
 from encoder.service import EmbeddingsService
 from encoder.settings import ServiceSettings
 from encoder.tokenize import TextTokenizer

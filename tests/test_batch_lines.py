@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from encoder.batch_lines import BatchLine, answer_line, parse_batch_file
-from encoder.model_card import ModelCard
+from encoder.model.card import ModelCard
 from encoder.service import EmbeddingsService
 from encoder.settings import ServiceSettings
 from encoder.tokenize import TextTokenizer

@@ -9,7 +9,7 @@ import pytest
 from encoder import batch_runner
 from encoder.batch_runner import BatchRunner
 from encoder.batch_store import BatchStore
-from encoder.model_card import ModelCard
+from encoder.model.card import ModelCard
 from encoder.service import EmbeddingsService
 from encoder.settings import ServiceSettings
 from encoder.tokenize import TextTokenizer

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from encoder.http_app import build_app
-from encoder.model_card import ModelCard
+from encoder.model.card import ModelCard
 from encoder.service import EmbeddingsService
 from encoder.settings import ServiceSettings
 from encoder.tokenize import TextTokenizer

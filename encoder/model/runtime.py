@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from encoder.batching import pad
-from encoder.model_files import ModelFiles
+from encoder.model.files import ModelFiles
+from encoder.model.quantize import needs_saturation_guard, quantized_model
 from encoder.pooling import POOLERS, span_means
-from encoder.quantize import needs_saturation_guard, quantized_model
 from encoder.settings import ServiceSettings
 
 # Token-state outputs, best first. Jina's second output is a pooler, never an embedding.

@@ -3,10 +3,10 @@ import shutil
 import pytest
 
 from encoder.batching import TokenBatch
-from encoder.model_card import ModelCard
+from encoder.model.card import ModelCard
+from encoder.model.quantize import needs_saturation_guard, quantized_model, source_digest
+from encoder.model.runtime import OnnxModel
 from encoder.pooling import l2_normalize
-from encoder.quantize import needs_saturation_guard, quantized_model, source_digest
-from encoder.runtime import OnnxModel
 from encoder.scheduler import Scheduler
 from encoder.settings import BatchingSettings
 from tests.reference import cosine

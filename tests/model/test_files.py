@@ -1,6 +1,6 @@
 import pytest
 
-from encoder.model_files import resolve_model
+from encoder.model.files import resolve_model
 
 
 def test_local_folder_resolves_to_its_onnx(jina_dir):

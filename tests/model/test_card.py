@@ -1,6 +1,6 @@
 import json
 
-from encoder.model_card import ModelCard
+from encoder.model.card import ModelCard
 from tests.models import INSTRUCTIONS, JINA_TINY_DIMS, TASKS
 
 

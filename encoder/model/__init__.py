@@ -1,0 +1,1 @@
+"""The model wing: its files, what its card says, graph preparation, int8, the ONNX runtime."""
