@@ -79,9 +79,9 @@ class Scheduler:
              on_wait: WaitObserver | None = None) -> Scheduler:
         """Resolve the model ``settings`` names and open its sessions on ``threads``."""
         files = resolve_model(settings.model, settings.onnx_file, settings.revision)
-        model, lanes = open_sessions(files, settings, threads)
-        return cls(model, ModelCard.from_folder(files.root), settings.batching, lanes,
-                   on_run, on_wait)
+        card = ModelCard.from_folder(files.root)
+        model, lanes = open_sessions(files, card, settings, threads)
+        return cls(model, card, settings.batching, lanes, on_run, on_wait)
 
     def enqueue(self, batches: Sequence[TokenBatch],
                 background: bool = False) -> list[asyncio.Future]:

@@ -2,16 +2,17 @@
 
 from encoder.batching import TokenBatch
 from encoder.model.card import ModelCard
-from encoder.model.runtime import OnnxModel
+from encoder.model.runtime import OnnxModel, served_onnx
 from encoder.scheduler import Scheduler
 from encoder.settings import BatchingSettings
 
 
 def make_scheduler(folder, budget=16_384, lanes=1, window=None, **observers) -> Scheduler:
-    path = folder / "onnx/model.onnx"
+    card = ModelCard.from_folder(folder)
+    path = served_onnx(folder / "onnx/model.onnx", card)
     batching = BatchingSettings(max_batch_tokens=budget, parallel_runs=lanes,
                                 sort_window_tokens=window or max(budget, 4096))
-    return Scheduler(OnnxModel(path, threads=1), ModelCard.from_folder(folder), batching,
+    return Scheduler(OnnxModel(path, threads=1), card, batching,
                      OnnxModel(path, threads=1) if lanes > 1 else None, **observers)
 
 

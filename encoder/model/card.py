@@ -27,6 +27,7 @@ class ModelCard:
     matryoshka_dims: widths the model was trained to be truncated to (may be empty).
     max_tokens: most tokens one input may have, special tokens included.
     hidden_size: width of the token states, if the config says.
+    attention_heads: attention heads per layer, if the config says.
     pad_token_id: id that fills padded positions.
     pooling: how token states become one vector.
     """
@@ -36,6 +37,7 @@ class ModelCard:
     matryoshka_dims: tuple[int, ...] = ()
     max_tokens: int = 512
     hidden_size: int | None = None
+    attention_heads: int | None = None
     pad_token_id: int = 0
     pooling: Pooling = "mean"
 
@@ -51,6 +53,7 @@ class ModelCard:
             matryoshka_dims=tuple(sorted(config.get("matryoshka_dimensions") or ())),
             max_tokens=_max_tokens(config, tokenizer_config),
             hidden_size=config.get("hidden_size"),
+            attention_heads=config.get("num_attention_heads"),
             pad_token_id=int(config.get("pad_token_id") or 0),
             pooling="cls" if pooling_config.get("pooling_mode_cls_token") else "mean",
         )

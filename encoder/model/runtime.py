@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from encoder.batching import pad
+from encoder.model.card import ModelCard
 from encoder.model.files import ModelFiles
+from encoder.model.prepare import prepared_model, state_output
 from encoder.model.quantize import needs_saturation_guard, quantized_model
 from encoder.pooling import POOLERS, span_means
 from encoder.settings import ServiceSettings
 
-# Token-state outputs, best first. Jina's second output is a pooler, never an embedding.
-_STATE_OUTPUTS = ("text_embeds", "last_hidden_state", "token_embeddings")
 _KNOWN_INPUTS = {"input_ids", "attention_mask", "token_type_ids", "task_id"}
 _NP_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 
@@ -62,7 +62,11 @@ class OnnxModel:
         self.has_token_types = "token_type_ids" in inputs
         self.has_task_id = "task_id" in inputs
         self._task_is_scalar = self.has_task_id and len(inputs["task_id"].shape) == 0
-        self.output_name = _state_output(self.session.get_outputs(), path)
+        outputs = self.session.get_outputs()
+        self.output_name = state_output([(o.name, len(o.shape)) for o in outputs])
+        if self.output_name is None:
+            raise ValueError(f"{path}: no token-state output (rank 3) among "
+                             f"{[o.name for o in outputs]}")
         shape = next(o.shape for o in self.session.get_outputs() if o.name == self.output_name)
         self.width: int | None = shape[-1] if isinstance(shape[-1], int) else None
 
@@ -109,13 +113,21 @@ class OnnxModel:
         return self.token_states(ids, np.ones_like(ids), 0 if self.has_task_id else None)
 
 
-def open_sessions(files: ModelFiles, settings: ServiceSettings,
+def served_onnx(source: Path, card: ModelCard, int8: bool = False) -> Path:
+    """The ONNX file a replica serves for ``source``: its prepared copy
+    (``encoder/model/prepare.py``), and with ``int8`` the int8 copy of that."""
+    onnx = prepared_model(source, card.attention_heads)
+    return quantized_model(onnx) if int8 else onnx
+
+
+def open_sessions(files: ModelFiles, card: ModelCard, settings: ServiceSettings,
                   threads: int) -> tuple[OnnxModel, OnnxModel | None]:
     """The model's session on ``threads`` ORT threads, plus the lane session of
-    ``threads // parallel_runs`` threads when parallel runs are on (else None)."""
+    ``threads // parallel_runs`` threads when parallel runs are on (else None), both on
+    ``served_onnx``."""
     assert files.onnx is not None
     int8 = settings.quantize == "int8"
-    onnx = quantized_model(files.onnx) if int8 else files.onnx
+    onnx = served_onnx(files.onnx, card, int8)
     guard = int8 and needs_saturation_guard()
     lane_count = min(settings.batching.parallel_runs, threads)
     logger.info("loading %s with %d ORT thread(s)%s%s", onnx, threads,
@@ -123,14 +135,3 @@ def open_sessions(files: ModelFiles, settings: ServiceSettings,
                 ", U8S8 saturation guard (no VNNI)" if guard else "")
     lanes = OnnxModel(onnx, threads // lane_count, guard) if lane_count > 1 else None
     return OnnxModel(onnx, threads, guard), lanes
-
-
-def _state_output(outputs, path: Path) -> str:
-    names = [o.name for o in outputs]
-    for name in _STATE_OUTPUTS:
-        if name in names:
-            return name
-    for output in outputs:
-        if len(output.shape) == 3:
-            return output.name
-    raise ValueError(f"{path}: no token-state output (rank 3) among {names}")

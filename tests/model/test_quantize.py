@@ -4,7 +4,8 @@ import pytest
 
 from encoder.batching import TokenBatch
 from encoder.model.card import ModelCard
-from encoder.model.quantize import needs_saturation_guard, quantized_model, source_digest
+from encoder.model.prepare import source_digest
+from encoder.model.quantize import needs_saturation_guard, quantized_model
 from encoder.model.runtime import OnnxModel
 from encoder.pooling import l2_normalize
 from encoder.scheduler import Scheduler
@@ -30,7 +31,7 @@ def _vectors(onnx_path, folder, reference):
 def test_int8_copy_is_built_once_and_close_to_fp32(model_copy, jina_reference):
     source = model_copy / "onnx/model.onnx"
     first = quantized_model(source)
-    assert first.parent == source.parent and first.name.startswith("model.int8pc-")
+    assert first.parent == source.parent and first.name.startswith("model.int8mm-")
     built_at = first.stat().st_mtime_ns
     assert quantized_model(source) == first
     assert first.stat().st_mtime_ns == built_at  # reused, not rebuilt
