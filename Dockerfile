@@ -25,10 +25,10 @@ RUN pip install --no-deps . && rm -rf build *.egg-info
 USER app
 ARG MODEL=jinaai/jina-embeddings-v3
 ARG DOWNLOAD_MODEL=1
-# Only config, tokenizer and onnx/model.onnx with its external data (2.3 GB for fp32).
-RUN if [ "$DOWNLOAD_MODEL" = "1" ]; then \
-      python -c "from encoder.model.files import resolve_model as r; r('$MODEL', 'onnx/model.onnx')"; \
-    fi
+# Only config, tokenizer and onnx/model.onnx with its external data (2.3 GB for fp32),
+# then the prepared copy the encoders serve (2.3 GB more; else every container builds it
+# at its first start, ~20 s): docs/decisions/real-graph.md.
+RUN if [ "$DOWNLOAD_MODEL" = "1" ]; then jina-serve --prepare --model "$MODEL"; fi
 # The container never reaches the hub at run time: the model is in the image or mounted.
 ENV HF_HUB_OFFLINE=1 \
     EMBEDDINGS_MODEL=${MODEL}

@@ -44,6 +44,10 @@ def serve_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dashboard", action="store_true",
                         help="start Ray's dashboard too (port 8265); off, its ~10 processes "
                              "take no CPU from the model")
+    parser.add_argument("--prepare", action="store_true",
+                        help="download the model and build the copy the encoders serve (the "
+                             "prepared graph, and its int8 copy with quantize: int8), print "
+                             "its path and exit: for image builds and warming a cache")
     return parser
 
 
@@ -59,6 +63,8 @@ def serve_main(argv: list[str] | None = None) -> None:
     config = derive_config(load_config(source), model=model, host=options.host,
                            port=options.port)
     _check_model(app_args(config))
+    if options.prepare:
+        sys.exit(_prepare(app_args(config)))
     effective = Path(tempfile.mkdtemp(prefix="jina-serve-")) / "serve_config.yaml"
     effective.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     sys.exit(launch(effective, dashboard=options.dashboard))
@@ -76,6 +82,23 @@ def _check_model(args: dict) -> None:
         resolve_model(settings.model, settings.onnx_file, settings.revision, with_onnx=False)
     except (FileNotFoundError, ValidationError) as exc:
         sys.exit(f"jina-serve: {exc}")
+
+
+def _prepare(args: dict) -> None:
+    """Resolve (download) the model and build what its replicas will serve."""
+    import logging
+
+    from encoder.model.card import ModelCard
+    from encoder.model.files import resolve_model
+    from encoder.model.runtime import served_onnx
+    from encoder.settings import ServiceSettings
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    settings = ServiceSettings(**args)
+    files = resolve_model(settings.model, settings.onnx_file, settings.revision)
+    assert files.onnx is not None
+    print(served_onnx(files.onnx, ModelCard.from_folder(files.root),
+                      int8=settings.quantize == "int8"))
 
 
 def embed_parser() -> argparse.ArgumentParser:

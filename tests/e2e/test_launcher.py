@@ -4,6 +4,7 @@ when the model cannot be found."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -157,6 +158,20 @@ def test_a_model_that_cannot_be_found_fails_in_seconds_with_one_line(tmp_path):
     assert len(lines) == 1, done.stderr
     assert "'jinaai/not-cached'" in lines[0] and str(tmp_path / "hf") in lines[0]
     assert "local folder" in lines[0]
+
+
+def test_prepare_builds_what_the_encoders_serve_and_exits(jina_dir, tmp_path):
+    """``jina-serve --prepare`` (the Dockerfile's build step): the prepared copy is built
+    beside the model, its path printed, and no Ray is started."""
+    model = shutil.copytree(jina_dir, tmp_path / "jina",
+                            ignore=shutil.ignore_patterns("*.prep*"))
+    done = subprocess.run([sys.executable, "-m", "jina_serve", "--prepare", "--model",
+                           str(model)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    prepared = Path(done.stdout.strip().splitlines()[-1])
+    assert prepared.parent == model / "onnx" and prepared.name.startswith("model.prep1-")
+    assert prepared.is_file() and "prepared" in done.stderr and "ray" not in done.stderr.lower()
 
 
 def test_plain_serve_run_names_a_missing_model(tmp_path):
