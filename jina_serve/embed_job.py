@@ -34,6 +34,9 @@ FORMATS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "cs
 # Reading and writing files is light next to ONNX: their tasks must fit beside the encoder
 # actors (Ray's default, 1 CPU each, would wait forever on a 2-core machine).
 IO_TASKS = {"num_cpus": 0.1}
+# Start the whole pool before the first read: light read tasks would otherwise take the CPUs
+# an actor still waits for, and the job would run on fewer actors than it asked for.
+ACTORS_READY_S = 600
 SUMMARY = "_jina_embed_summary.json"
 
 
@@ -115,6 +118,7 @@ def run_job(input_uri: str, plan: JobPlan) -> dict:
     """Embed every input not yet in the output; return the job's summary."""
     import ray
 
+    ray.data.DataContext.get_current().wait_for_min_actors_s = ACTORS_READY_S
     fs, inputs = list_inputs(input_uri)
     out_fs, out_root = _output_fs(plan.output)
     out_fs.create_dir(out_root, recursive=True)
