@@ -178,3 +178,33 @@ def _children(pid: int) -> list[int]:
 
 def _tail(path: Path, lines: int = 60) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def replica_pid(deployment: str = "Encoder") -> int:
+    """The process of a deployment's (only) replica on this machine."""
+    marker = f"ServeReplica:embeddings:{deployment}"
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                    return int(proc.name)
+    raise RuntimeError(f"no {deployment} replica found")
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """A process's RSS, its peak (VmHWM, since the last ``reset_peak``) and PSS, in MB."""
+    status = dict(line.split(":", 1) for line in
+                  Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    rollup = dict(line.split(":", 1) for line in
+                  Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:])
+    return {"rss": _kb(status["VmRSS"]) / 1024, "peak_rss": _kb(status["VmHWM"]) / 1024,
+            "pss": _kb(rollup["Pss"]) / 1024}
+
+
+def reset_peak(pid: int) -> None:
+    """Start ``memory_mb``'s peak afresh (needs root or the process's owner)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def _kb(text: str) -> int:
+    return int(text.split()[0])

@@ -1,0 +1,81 @@
+"""jina-v3's real graph (``../shared``, random weights) served as shipped, over HTTP.
+
+The service serves its prepared copy of the export (LoRA on activations, fused rotary and
+attention); every vector must equal the unmodified export's, run one text at a time by
+``tests/reference.py``, to cosine 0.99999: all five tasks, a batch of mixed lengths,
+``dimensions`` and late chunking. The Encoder replica stays within its memory budget.
+Skipped, saying why, where ``../shared`` is absent.
+"""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pytest
+
+from encoder.model.prepare import external_data
+from jina_serve.config import load_config
+from tests.reference import ReferenceEncoder, cosine, finish_reference, late_chunk_reference
+from tests.serve_process import ROOT, memory_mb, replica_pid, serve_run
+
+pytestmark = pytest.mark.e2e
+
+TASKS = ["retrieval.query", "retrieval.passage", "separation", "classification",
+         "text-matching"]
+MIXED = ["Hello world", "你好，世界", "a somewhat longer passage about retrieval " * 30,
+         "A cat sits on the mat.", "短い日本語の文です。"]
+
+
+@pytest.fixture(scope="module")
+def service(jina_v3_dir, tmp_path_factory):
+    # The shipped CPU shares (2 ORT threads, parallel runs): what a user gets.
+    with serve_run(jina_v3_dir, tmp_path_factory.mktemp("serve-jina-v3"), cpus=None,
+                   timeout_s=600) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def reference(jina_v3_dir):
+    return ReferenceEncoder(jina_v3_dir)
+
+
+def embed(service, **body) -> list[np.ndarray]:
+    response = httpx.post(f"{service.url}/v1/embeddings", json=body, timeout=120)
+    assert response.status_code == 200, response.text
+    return [np.array(d["embedding"]) for d in response.json()["data"]]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_gives_the_exports_vectors(service, reference, task):
+    texts = ["What is a kitten?", "你好世界"]
+    for text, vector in zip(texts, embed(service, input=texts, task=task), strict=True):
+        assert cosine(vector, reference.embed(text, task)) >= 0.99999
+
+
+def test_a_padded_batch_of_mixed_lengths_with_dimensions(service, reference):
+    vectors = embed(service, input=MIXED, task="retrieval.passage", dimensions=256)
+    for text, vector in zip(MIXED, vectors, strict=True):
+        assert len(vector) == 256
+        expected = finish_reference(reference.embed_ids(reference.ids(text, "retrieval.passage"),
+                                                        "retrieval.passage"), 256, True)
+        assert cosine(vector, expected) >= 0.99999
+
+
+def test_late_chunking_gives_the_exports_chunk_vectors(service, reference):
+    chunks = ["Berlin is the capital of Germany.", "Its population is 3.85 million.",
+              "It lies on the Spree."]
+    vectors = embed(service, input=chunks, task="retrieval.passage", late_chunking=True)
+    for vector, expected in zip(vectors, late_chunk_reference(reference, chunks,
+                                                              "retrieval.passage"), strict=True):
+        assert cosine(vector, expected) >= 0.99999
+
+
+def test_the_encoder_replica_stays_within_its_memory_budget(service, jina_v3_dir):
+    """Within 1.5x the fp32 weights and what serve_config.yaml declares to Ray, after the
+    runs above (the peak since the replica started: loading and preparing included)."""
+    onnx = jina_v3_dir / "onnx/model.onnx"
+    weights = sum(p.stat().st_size for p in [onnx, *external_data(onnx)])
+    deployments = load_config(ROOT / "serve_config.yaml")["applications"][0]["deployments"]
+    declared = next(d for d in deployments if d["name"] == "Encoder")["ray_actor_options"]
+    peak = memory_mb(replica_pid())["peak_rss"] * 2**20
+    assert peak <= min(1.5 * weights, declared["memory"]), (peak, weights)
