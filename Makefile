@@ -40,10 +40,12 @@ models: $(BIN)/.installed
 	$(BIN)/python -m tests.models jina-tiny models/jina-tiny
 	$(BIN)/python -m tests.models minilm models/minilm
 
+# jina-v3's real graph (random weights; needs ../shared): the export as published, the
+# prepared copy's raw ceiling and the service; then the graph against the stand-in, raw.
 bench: $(BIN)/.installed
 	$(BIN)/pip install --quiet -r requirements-bench.txt
-	$(BIN)/python -m benchmarks.compare --model minilm-sized --rounds 3
-	$(BIN)/python -m benchmarks.throughput --model jina-sized --seconds 30
+	$(BIN)/python -m benchmarks.compare --model jina-v3 --seconds 30 --ceiling-texts 128 16
+	$(BIN)/python -m benchmarks.real_graph
 
 # Optional: infinity-emb for benchmarks.compare, in its own venv (it needs torch).
 bench-infinity:

@@ -16,7 +16,7 @@ from pathlib import Path
 from benchmarks.workloads import long_passages, raw_best_batch, short_queries
 from encoder.batching import TokenBatch, request_batches
 from encoder.model.card import ModelCard
-from encoder.model.runtime import OnnxModel
+from encoder.model.runtime import OnnxModel, served_onnx
 from encoder.scheduler import Scheduler
 from encoder.settings import BatchingSettings
 from encoder.tokenize import TextTokenizer
@@ -52,7 +52,7 @@ def main() -> None:
     texts = long_passages(256) if args.workload == "long" else short_queries(1024)
     ids = tokenizer.encode(texts, card.max_tokens, True)[: args.texts]
     task = card.task_id("text-matching") if card.tasks else None
-    model = OnnxModel(args.model / "onnx/model.onnx", args.threads)
+    model = OnnxModel(served_onnx(args.model / "onnx/model.onnx", card), args.threads)
     ceiling = raw_best_batch(model, card, ids, task)
     print(f"raw ceiling: {ceiling.texts_per_s:.2f} texts/s ({ceiling.detail})", flush=True)
     for budget in args.budgets:

@@ -27,7 +27,7 @@ from benchmarks.throughput import model_folder
 from benchmarks.workloads import benchmark_texts, raw_best_batch
 from encoder.bulk import BulkOptions
 from encoder.model.card import ModelCard
-from encoder.model.runtime import OnnxModel
+from encoder.model.runtime import OnnxModel, served_onnx
 from encoder.settings import ServiceSettings
 from encoder.tokenize import TextTokenizer
 from jina_serve.embed_job import JobPlan, local_ray_cpus, run_job
@@ -96,7 +96,8 @@ def main() -> None:
     threads = max(1, round(args.cpus))
     ids = TextTokenizer(folder).encode(texts[:256], card.max_tokens, True)
     task = card.task_id("text-matching") if card.tasks else None
-    ceiling = raw_best_batch(OnnxModel(folder / "onnx/model.onnx", threads), card, ids, task)
+    ceiling = raw_best_batch(OnnxModel(served_onnx(folder / "onnx/model.onnx", card), threads),
+                             card, ids, task)
     print(f"raw ceiling: {ceiling.texts_per_s:.1f} texts/s ({ceiling.detail})", flush=True)
 
     ray.init(address="local", include_dashboard=False, logging_level="WARNING",

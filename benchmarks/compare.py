@@ -1,6 +1,7 @@
 """What users compare, in one run: the raw in-process ceiling, the service as the design
 starts it (plain ``serve run serve_config.yaml``) and, when installed, infinity-emb on the
-same model and texts.
+same model and texts. For an export the service prepares (jina-v3's), also the export as
+published run one text at a time: what the Robyn server this project replaces did.
 
 Loads are CLIENTSxTEXTS per request over HTTP from aiohttp clients on the same cores. The raw
 ceiling is the best fixed batch size over length-sorted texts in this process (2 ORT
@@ -11,7 +12,7 @@ torch, so it lives in its own venv (requirements-infinity.txt); without one this
 rest. Writes benchmarks/results/compare-<model>.csv and .png.
 
 Usage: python -m benchmarks.compare [--model minilm-sized] [--seconds 20] [--rounds 1]
-       [--infinity .venv-infinity/bin/python]
+       [--infinity .venv-infinity/bin/python] [--ceiling-texts 512 64]
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from benchmarks.plots import plot_throughput, write_csv
 from benchmarks.throughput import CEILING_TEXTS, RESULTS, model_folder
 from benchmarks.workloads import Measured, benchmark_texts, raw_best_batch, raw_single, served
 from encoder.model.card import ModelCard
-from encoder.model.runtime import OnnxModel
+from encoder.model.runtime import OnnxModel, served_onnx
 from encoder.tokenize import TextTokenizer
 from tests.serve_process import free_port, serve_run, wait_healthy
 
@@ -40,18 +41,27 @@ LOADS = [("short", 32, 1), ("short", 16, 1), ("short", 8, 16), ("long", 4, 16),
 INFINITY_PYTHON = Path(".venv-infinity/bin/python")
 
 
-def raw_figures(folder: Path, texts: dict[str, list[str]], seconds: float) -> dict[str, Measured]:
-    """The in-process ceiling per workload, and one run per text (latency) for short ones."""
+def raw_figures(folder: Path, texts: dict[str, list[str]], seconds: float,
+                ceiling_texts: dict[str, int] = CEILING_TEXTS) -> dict[str, Measured]:
+    """The in-process ceiling per workload and one run per short text (latency), on what the
+    service serves (the prepared copy); and, when that is not the export as published, one
+    run per short text of the export."""
     card = ModelCard.from_folder(folder)
     task = card.task_id("text-matching") if card.tasks else None
     tokenizer = TextTokenizer(folder)
-    model = OnnxModel(folder / "onnx/model.onnx", threads=2)
-    ids = {k: tokenizer.encode(v[: CEILING_TEXTS[k]], card.max_tokens, truncate=True)
+    source = folder / "onnx/model.onnx"
+    served_path = served_onnx(source, card)
+    model = OnnxModel(served_path, threads=2)
+    ids = {k: tokenizer.encode(v[: ceiling_texts[k]], card.max_tokens, truncate=True)
            for k, v in texts.items()}
     raw_best_batch(model, card, ids["short"][:64], task, sizes=(8,))  # warm-up
     found = {workload: raw_best_batch(model, card, sample, task)
              for workload, sample in ids.items()}
     found["single"] = raw_single(model, card, ids["short"], task, seconds)
+    if served_path != source:
+        export = OnnxModel(source, threads=2)
+        raw_single(export, card, ids["short"][:2], task, seconds)  # warm-up
+        found["export single"] = raw_single(export, card, ids["short"], task, seconds)
     return found
 
 
@@ -97,13 +107,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20, help="per load")
     parser.add_argument("--rounds", type=int, default=1, help="contenders alternated")
     parser.add_argument("--infinity", type=Path, help="python of a venv with infinity-emb")
+    parser.add_argument("--ceiling-texts", type=int, nargs=2, metavar=("SHORT", "LONG"),
+                        default=[CEILING_TEXTS["short"], CEILING_TEXTS["long"]],
+                        help="texts each batch size of the raw ceiling runs")
     args = parser.parse_args()
+    ceiling = dict(zip(("short", "long"), args.ceiling_texts, strict=True))
     folder = model_folder(args.model).resolve()
     texts = benchmark_texts()
     workdir = Path(tempfile.mkdtemp(prefix="compare-"))
     python = args.infinity or (INFINITY_PYTHON if INFINITY_PYTHON.is_file() else None)
 
-    before = raw_figures(folder, texts, args.seconds)
+    before = raw_figures(folder, texts, args.seconds, ceiling)
     rounds: dict[str, list[dict]] = {"served": [], **({"infinity-emb": []} if python else {})}
     for _ in range(args.rounds):
         with serve_run(folder, workdir, cpus=None, timeout_s=900,
@@ -114,7 +128,7 @@ def main() -> None:
                 rounds["infinity-emb"].append(drive(url, texts, args.seconds,
                                                     path="/embeddings", model=name))
     results = {contender: median_of(measured) for contender, measured in rounds.items()}
-    after = raw_figures(folder, texts, args.seconds)
+    after = raw_figures(folder, texts, args.seconds, ceiling)
     raw = {k: (before[k].texts_per_s + after[k].texts_per_s) / 2 for k in before}
     report(folder.name, raw, before, after, results)
 
@@ -124,14 +138,19 @@ def report(name: str, raw: dict[str, float], before: dict, after: dict, results:
     rows = [{"precision": "raw", "workload": w, "mode": "ceiling", "texts_per_s": round(v, 1),
              "p50_ms": "", "detail": f"before {before[w].texts_per_s:.1f} ({before[w].detail})"
              f" after {after[w].texts_per_s:.1f} ({after[w].detail})"}
-            for w, v in raw.items() if w != "single"]
+            for w, v in raw.items() if w in ("short", "long")]
     for contender, measured in results.items():
         rows += [{"precision": contender, "workload": w, "mode": load,
                   "texts_per_s": round(m.texts_per_s, 1), "p50_ms": round(m.p50_ms, 1),
                   "detail": m.detail} for (w, load), m in measured.items()]
     print(f"\n{name}: raw ceiling short {raw['short']:.1f}, long {raw['long']:.1f} texts/s; "
           f"one raw run per short text {raw['single']:.1f} texts/s, p50 "
-          f"{(before['single'].p50_ms + after['single'].p50_ms) / 2:.1f} ms\n")
+          f"{(before['single'].p50_ms + after['single'].p50_ms) / 2:.1f} ms")
+    if "export single" in raw:
+        print(f"the export as published, one run per short text: {raw['export single']:.2f} "
+              f"texts/s; served short 32x1 ÷ it: "
+              f"{results['served'][('short', '32x1')].texts_per_s / raw['export single']:.1f}")
+    print()
     print("| load | served texts/s (p50 ms) | served ÷ raw ceiling | infinity-emb texts/s "
           "(p50 ms) | served ÷ infinity-emb |")
     print("|---|---|---|---|---|")

@@ -40,7 +40,7 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from benchmarks.workloads import long_passages, short_queries
 from encoder.batching import pad
 from encoder.model.card import ModelCard
-from encoder.model.runtime import OnnxModel
+from encoder.model.runtime import OnnxModel, served_onnx
 from encoder.pooling import POOLERS, l2_normalize
 from encoder.tokenize import TextTokenizer
 
@@ -166,7 +166,9 @@ def quantize_nbits8(source: Path, target: Path) -> None:
 def build(args: argparse.Namespace, parts: dict[str, frozenset[str]], scratch: Path,
           ) -> dict[str, Path]:
     """Each variant's ONNX file, built if missing (none for optimized ones if that failed)."""
-    sources = {False: args.model / "onnx/model.onnx"}
+    # The prepared copy, what the service quantizes (a plain export is its own).
+    card = ModelCard.from_folder(args.model)
+    sources = {False: served_onnx(args.model / "onnx/model.onnx", card)}
     if any("optimized" in p for p in parts.values()):
         started, target = time.perf_counter(), scratch / "optimized/model.onnx"
         fused = optimize(staged(sources[False], scratch), target, json.loads(

@@ -28,7 +28,7 @@ import numpy as np
 from benchmarks.workloads import benchmark_texts, single_run_ms
 from encoder.batching import pad
 from encoder.model.card import ModelCard
-from encoder.model.runtime import OnnxModel
+from encoder.model.runtime import OnnxModel, served_onnx
 from encoder.tokenize import TextTokenizer
 
 # layout -> (threads of the session that runs queued work, callers at once, lone-run threads)
@@ -54,7 +54,7 @@ def measure(model_dir: Path, layout: str, budget: int) -> dict:
     task = card.task_id("text-matching") if card.tasks else None
     tokenizer = TextTokenizer(model_dir)
     texts = benchmark_texts()
-    onnx = model_dir / "onnx/model.onnx"
+    onnx = served_onnx(model_dir / "onnx/model.onnx", card)
     queued = OnnxModel(onnx, threads)
     lone = queued if lone_threads == threads else OnnxModel(onnx, lone_threads)
 

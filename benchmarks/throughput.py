@@ -33,17 +33,16 @@ from benchmarks.soak import serve_rss_mb
 from benchmarks.workloads import Measured, benchmark_texts, raw_best_batch, raw_single, served
 from encoder.batching import TokenBatch
 from encoder.model.card import ModelCard
-from encoder.model.quantize import quantized_model
-from encoder.model.runtime import OnnxModel
+from encoder.model.runtime import OnnxModel, served_onnx
 from encoder.pooling import l2_normalize
 from encoder.scheduler import Scheduler
 from encoder.settings import BatchingSettings
 from encoder.tokenize import TextTokenizer
-from tests.models import build_jina_tiny, build_minilm
+from tests.models import build_jina_tiny, build_jina_v3_graph, build_minilm
 from tests.serve_process import serve_run
 
 RESULTS = Path(__file__).parent / "results"
-MODELS = {"jina-sized": build_jina_sized,
+MODELS = {"jina-v3": build_jina_v3_graph, "jina-sized": build_jina_sized,
           "minilm-sized": lambda out: build_jina_sized(out, size="minilm"),
           "minilm": build_minilm, "jina-tiny": build_jina_tiny}
 LOADS = {"short": ["1x1", "8x1", "32x1", "8x16"], "long": ["1x1", "8x1", "4x16"]}
@@ -127,9 +126,7 @@ def main() -> None:
         return found
 
     for precision in args.precisions:
-        onnx = folder / "onnx/model.onnx"
-        if precision == "int8":
-            onnx = quantized_model(onnx)
+        onnx = served_onnx(folder / "onnx/model.onnx", card, int8=precision == "int8")
         model = OnnxModel(onnx, threads=2)
         lanes = OnnxModel(onnx, threads=1)
         raw_before = measure_raw(model, lanes)
