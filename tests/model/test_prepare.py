@@ -2,11 +2,14 @@ import os
 import shutil
 
 import numpy as np
+import onnx
 import pytest
 
 from encoder.model.card import ModelCard
+from encoder.model.lora import find_lora_merges
 from encoder.model.prepare import prepared_model
 from encoder.model.quantize import quantized_model
+from encoder.model.tensors import Tensors
 from tests.model.graphs import assert_same_states, op_counts, padded_batch, session, states
 from tests.reference import cosine
 
@@ -67,17 +70,21 @@ def test_int8_of_the_prepared_graph_quantizes_every_weight_and_no_adapter(jina_c
     assert ops["DequantizeLinear"] == 0  # lookups (embeddings, adapters) stay fp32
 
 
-def test_the_real_graph_is_prepared_with_equal_vectors(jina_v3_dir, caplog):
+def test_the_real_graph_is_prepared_with_equal_vectors(jina_v3_dir):
     """jina-v3's published graph (random weights): every pass finds every instance, and
-    pooled vectors equal the export's for all five tasks in a padded batch."""
+    pooled vectors equal the export's for all five tasks in a padded batch. (The copy may
+    be cached by an earlier test of the run: the prepared graph itself is checked.)"""
     source = jina_v3_dir / "onnx/model.onnx"
     card = ModelCard.from_folder(jina_v3_dir)
-    with caplog.at_level("INFO"):
-        prepared = prepared_model(source, card.attention_heads)
-    assert ("unused outputs 1, LoRA merges 98, rotary embeddings 48, stack-and-split 24, "
-            "attention blocks 24") in caplog.text
+    prepared = prepared_model(source, card.attention_heads)
+    # 96 linear layers, the word and token-type embeddings, and the pooler's (dropped).
+    assert len(find_lora_merges(Tensors.load(source))) == 99
+    assert find_lora_merges(Tensors.load(prepared)) == []
     ops = op_counts(prepared)
+    assert ops["RotaryEmbedding"] == 48 and ops["MultiHeadAttention"] == 24
     assert ops["Einsum"] == ops["Neg"] == ops["Transpose"] == 0
+    outputs = onnx.load(str(prepared), load_external_data=False).graph.output
+    assert [o.name for o in outputs] == ["text_embeds"]  # the pooler's dropped
     ids, mask = padded_batch(rows=3, length=24)
     before, after = session(source), session(prepared)
     for task in range(5):
