@@ -3,8 +3,10 @@
 PyTorch exports of rotary encoders (jina-v3's among them) write attention as
 ``Einsum(bthd,bshd->bhts)`` -> add a padding mask -> ``Softmax`` -> ``Einsum(bhts,bshd->bthd)``.
 ONNX Runtime runs that as four big ops that each write ``[batch, heads, n, n]`` floats; its
-``com.microsoft.MultiHeadAttention`` computes the same in one op. Figures:
-docs/decisions/real-graph.md.
+``com.microsoft.MultiHeadAttention`` computes the same in one op. Without a padding mask
+it runs ORT's flash kernel, which never holds the ``[heads, n, n]`` scores: a run with no
+padding (a lone input, a long document) takes that branch of an ``If``, a padded batch the
+masked one. Figures: docs/decisions/real-graph.md, docs/decisions/long-documents.md.
 """
 
 from __future__ import annotations
@@ -114,8 +116,9 @@ def _filled(index: Index, name: str) -> float | None:
 
 
 def fuse_attention(tensors: Tensors, heads: int) -> int:
-    """Replace each found attention by ``com.microsoft.MultiHeadAttention`` (``heads`` heads,
-    the padding mask as its ``key_padding_mask``). Returns how many were fused."""
+    """Replace each found attention by ``com.microsoft.MultiHeadAttention`` (``heads`` heads):
+    unmasked (flash) when the run's attention mask is all ones, else with the padding mask as
+    its ``key_padding_mask``. Returns how many were fused."""
     found = find_attention(tensors)
     if not found:
         return 0
@@ -124,16 +127,13 @@ def fuse_attention(tensors: Tensors, heads: int) -> int:
     split = tensors.add("attention/head_shape", (4,), lambda: np.array([0, 0, heads, -1],
                                                                          np.int64),
                         TensorProto.INT64)
-    masks: dict[str, str] = {}
+    masks: dict[str, tuple[str, str]] = {}
     replaced: dict[int, list[NodeProto]] = {}
     for attention in found:
         nodes = []
         if attention.mask_input not in masks:
-            masks[attention.mask_input] = f"{attention.mask_input}/int32"
-            nodes.append(helper.make_node("Cast", [attention.mask_input],
-                                          [masks[attention.mask_input]],
-                                          name=f"{attention.mask_input}/int32",
-                                          to=TensorProto.INT32))
+            masks[attention.mask_input] = _mask_nodes(tensors, attention.mask_input, nodes)
+        mask32, unpadded = masks[attention.mask_input]
         (out,) = attention.context.output
         name = attention.context.name or out
         flattened = []
@@ -142,13 +142,35 @@ def fuse_attention(tensors: Tensors, heads: int) -> int:
             flattened.append(f"{out}/{role}")
             nodes.append(helper.make_node("Reshape", [value, flat], [f"{out}/{role}"],
                                           name=f"{name}/{role}"))
+
+        def branch(kind: str, inputs: list[str], attention=attention, out=out, name=name):
+            mha = helper.make_node("MultiHeadAttention", inputs, [f"{out}/{kind}"],
+                                   name=f"{name}/{kind}", domain=MS_DOMAIN, num_heads=heads,
+                                   scale=attention.scale,
+                                   mask_filter_value=attention.mask_value)
+            result = helper.make_tensor_value_info(f"{out}/{kind}", TensorProto.FLOAT, None)
+            return helper.make_graph([mha], f"{name}/{kind}", [], [result])
+
         nodes += [
-            helper.make_node("MultiHeadAttention", [*flattened, "", masks[attention.mask_input]],
-                             [f"{out}/mha"], name=f"{name}/mha", domain=MS_DOMAIN,
-                             num_heads=heads, scale=attention.scale,
-                             mask_filter_value=attention.mask_value),
+            helper.make_node("If", [unpadded], [f"{out}/mha"], name=f"{name}/mha",
+                             then_branch=branch("flash", flattened),
+                             else_branch=branch("masked", [*flattened, "", mask32])),
             helper.make_node("Reshape", [f"{out}/mha", split], [out], name=f"{name}/heads"),
         ]
         replaced[id(attention.context)] = nodes
     replace_nodes(tensors, replaced, MS_DOMAIN)
     return len(found)
+
+
+def _mask_nodes(tensors: Tensors, mask: str, nodes: list[NodeProto]) -> tuple[str, str]:
+    """Nodes computing, once per graph, the mask as int32 and whether it is all ones."""
+    one = tensors.add(f"{mask}/one", (), lambda: np.array(1, np.int32), TensorProto.INT32)
+    nodes += [
+        helper.make_node("Cast", [mask], [f"{mask}/int32"], name=f"{mask}/int32",
+                         to=TensorProto.INT32),
+        helper.make_node("ReduceMin", [f"{mask}/int32"], [f"{mask}/min"], name=f"{mask}/min",
+                         keepdims=0),
+        helper.make_node("Equal", [f"{mask}/min", one], [f"{mask}/unpadded"],
+                         name=f"{mask}/unpadded"),
+    ]
+    return f"{mask}/int32", f"{mask}/unpadded"

@@ -29,7 +29,7 @@ from encoder.model.tensors import Tensors
 logger = logging.getLogger(__name__)
 
 # In the copy's name: changed passes make a new copy, never reuse a stale one.
-RECIPE = "prep1"
+RECIPE = "prep2"
 # Token-state outputs, best first. Jina's second output is a pooler, never an embedding.
 STATE_OUTPUTS = ("text_embeds", "last_hidden_state", "token_embeddings")
 _CHUNK = 16 * 1024 * 1024

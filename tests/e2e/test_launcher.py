@@ -170,7 +170,7 @@ def test_prepare_builds_what_the_encoders_serve_and_exits(jina_dir, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     prepared = Path(done.stdout.strip().splitlines()[-1])
-    assert prepared.parent == model / "onnx" and prepared.name.startswith("model.prep1-")
+    assert prepared.parent == model / "onnx" and prepared.name.startswith("model.prep2-")
     assert prepared.is_file() and "prepared" in done.stderr and "ray" not in done.stderr.lower()
 
 

@@ -26,8 +26,15 @@ def passed(source: Path, target: Path, *passes: Callable[[Tensors], int]) -> tup
 
 
 def op_counts(path: Path) -> Counter:
-    model = onnx.load(str(path), load_external_data=False)
-    return Counter(node.op_type for node in model.graph.node)
+    """Op types in the graph and its subgraphs (an ``If``'s branches)."""
+    counts: Counter = Counter()
+    graphs = [onnx.load(str(path), load_external_data=False).graph]
+    while graphs:
+        for node in graphs.pop().node:
+            counts[node.op_type] += 1
+            for attr in node.attribute:
+                graphs.extend([attr.g] if attr.HasField("g") else attr.graphs)
+    return counts
 
 
 def padded_batch(rows: int = 3, length: int = 20, seed: int = 1) -> tuple[np.ndarray, ...]:

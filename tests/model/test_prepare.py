@@ -24,14 +24,15 @@ def test_the_export_is_prepared_once_with_equal_states(jina_copy, caplog):
     source = jina_copy / "onnx/model.onnx"
     with caplog.at_level("INFO"):
         prepared = prepared_model(source, heads=4)
-    assert prepared.parent == source.parent and prepared.name.startswith("model.prep1-")
+    assert prepared.parent == source.parent and prepared.name.startswith("model.prep2-")
     assert ("LoRA merges 4, rotary embeddings 2, stack-and-split 1, attention blocks 1"
             in caplog.text)
     built_at = prepared.stat().st_mtime_ns
     assert prepared_model(source, heads=4) == prepared
     assert prepared.stat().st_mtime_ns == built_at  # reused, not rebuilt
     ops = op_counts(prepared)
-    assert (ops["MultiHeadAttention"], ops["RotaryEmbedding"], ops["Einsum"]) == (1, 2, 0)
+    assert (ops["If"], ops["MultiHeadAttention"], ops["RotaryEmbedding"], ops["Einsum"]) == (
+        1, 2, 2, 0)
     assert [o.name for o in session(prepared).get_outputs()] == ["text_embeds"]
     assert_same_states(source, prepared)
 
@@ -81,7 +82,8 @@ def test_the_real_graph_is_prepared_with_equal_vectors(jina_v3_dir):
     assert len(find_lora_merges(Tensors.load(source))) == 99
     assert find_lora_merges(Tensors.load(prepared)) == []
     ops = op_counts(prepared)
-    assert ops["RotaryEmbedding"] == 48 and ops["MultiHeadAttention"] == 24
+    assert ops["RotaryEmbedding"] == 48 and ops["If"] == 24
+    assert ops["MultiHeadAttention"] == 48  # flash and masked per block
     assert ops["Einsum"] == ops["Neg"] == ops["Transpose"] == 0
     outputs = onnx.load(str(prepared), load_external_data=False).graph.output
     assert [o.name for o in outputs] == ["text_embeds"]  # the pooler's dropped
