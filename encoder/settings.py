@@ -83,7 +83,7 @@ class ServiceSettings(BaseModel):
         but is slower on most CPUs than fp32.
       quantize: "int8" serves a dynamically quantized copy of the prepared graph (its weight
         matrices int8), built on first start and cached beside the model; faster on CPU
-        (jina-v3 on AVX2: 1.6x fp32 at batch 1, 1.4x at 32), vectors close to fp32's. "none"
+        (jina-v3 on AVX2: 1.6x fp32 at batch 1, 1.3x at 32), vectors close to fp32's. "none"
         serves the prepared graph in fp32 (``encoder/model/prepare.py``).
       served_model_name: the ``model`` reported in responses and ``/v1/models``.
       default_task: task used when a request names none (models with tasks only).
