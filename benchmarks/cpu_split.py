@@ -23,7 +23,7 @@ from pathlib import Path
 
 from benchmarks.plots import write_csv
 from benchmarks.throughput import RESULTS, model_folder
-from benchmarks.workloads import benchmark_texts, served
+from benchmarks.workloads import benchmark_texts, parse_load, served
 from tests.serve_process import serve_run
 
 # First match wins: a process's group by a fragment of its command line.
@@ -70,8 +70,7 @@ def main() -> None:
     with serve_run(folder, Path(tempfile.mkdtemp(prefix="cpu-")), cpus=None,
                    timeout_s=600) as service:
         for load in args.load:
-            workload, shape = load.split(":")
-            clients, per_request = (int(x) for x in shape.split("x"))
+            workload, clients, per_request = parse_load(load)
             asyncio.run(served(service.url, texts[workload], clients, per_request, 5))  # warm
             before, start = cpu_seconds(), time.monotonic()
             measured = asyncio.run(served(service.url, texts[workload], clients, per_request,

@@ -13,18 +13,19 @@ Usage: python -m benchmarks.long_inputs [--lengths 512 2048 4096 8192]
 from __future__ import annotations
 
 import argparse
-import multiprocessing
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 from benchmarks.plots import write_csv
 from benchmarks.throughput import RESULTS, model_folder
+from benchmarks.workloads import in_fresh_process
 from encoder.model.card import ModelCard
-from encoder.model.runtime import served_onnx
+from encoder.model.runtime import OnnxModel, served_onnx
+from tests.serve_process import memory_mb
 
 
 def masked_variant(prepared: Path) -> Path:
@@ -41,30 +42,17 @@ def masked_variant(prepared: Path) -> Path:
     return target
 
 
-def _run(path: str, length: int, queue) -> None:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+def _one_run(path: Path, length: int) -> tuple[float, float]:
+    model = OnnxModel(path, threads=2)
     ids = np.random.default_rng(0).integers(5, 250000, (1, length))
-    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids),
-            "task_id": np.array(1, np.int64)}
     start = time.perf_counter()
-    session.run(["text_embeds"], feed)
-    seconds = time.perf_counter() - start
-    status = Path("/proc/self/status").read_text().splitlines()
-    queue.put((seconds, int(next(ln for ln in status if ln.startswith("VmHWM")).split()[1])
-               / 1024))
+    model.token_states(ids, np.ones_like(ids), 1)
+    return time.perf_counter() - start, memory_mb(os.getpid())["peak_rss"]
 
 
 def measure(path: Path, length: int) -> tuple[float, float]:
     """Seconds of one run and peak RSS in MB, in a fresh process."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_run, args=(str(path), length, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
+    return in_fresh_process(_one_run, path, length)
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ Usage: python -m benchmarks.real_graph [--batches 1 8 32 64] [--reps 5] [--skip-
 from __future__ import annotations
 
 import argparse
-import multiprocessing
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,9 +28,11 @@ import onnx
 
 from benchmarks.plots import write_csv
 from benchmarks.throughput import RESULTS, model_folder
+from benchmarks.workloads import in_fresh_process
 from encoder.model.card import ModelCard
 from encoder.model.quantize import cpu_flags_of_host, needs_saturation_guard
 from encoder.model.runtime import OnnxModel, served_onnx
+from tests.serve_process import memory_mb
 
 SHAPES = {"query": 16, "passage": 512}
 # Runs of more tokens than this are timed once, without a warm-up run (minutes each).
@@ -63,25 +65,17 @@ def quantized_ops(path: Path) -> int:
                                   "MatMulIntegerToFloat"))
 
 
-def _peak_rss(path: str, queue) -> None:
-    model = OnnxModel(Path(path), threads=2)
+def _session_peak_rss_mb(path: Path) -> float:
+    model = OnnxModel(path, threads=2)
     for batch, length in ((32, 16), (1, 512)):
         timed_ms([model], batch, length, reps=1)
-    # VmHWM, not ru_maxrss: that survives exec, so a child would report its parent's peak.
-    status = Path("/proc/self/status").read_text().splitlines()
-    queue.put(int(next(ln for ln in status if ln.startswith("VmHWM")).split()[1]) / 1024)
+    return memory_mb(os.getpid())["peak_rss"]
 
 
 def peak_rss_mb(path: Path) -> float:
     """Peak RSS of a fresh process holding one 2-thread session of ``path`` through a batch
     of 32 queries and one passage."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_peak_rss, args=(str(path), queue))
-    process.start()
-    peak = queue.get()
-    process.join()
-    return peak
+    return in_fresh_process(_session_peak_rss_mb, path)
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from benchmarks.plots import write_csv
 from benchmarks.served_ab import parse_value, setting_args
 from benchmarks.throughput import RESULTS, model_folder
-from benchmarks.workloads import benchmark_texts, served
+from benchmarks.workloads import benchmark_texts, parse_load, served
 from encoder.model.prepare import external_data
 from tests.serve_process import memory_mb, replica_pid, reset_peak, serve_run
 
@@ -54,8 +54,7 @@ def main() -> None:
             rows.append({"setting": f"{args.setting}={value}", "load": "idle", **idle,
                          "texts_per_s": ""})
             for load in args.load:
-                workload, shape = load.split(":")
-                clients, per_request = (int(x) for x in shape.split("x"))
+                workload, clients, per_request = parse_load(load)
                 reset_peak(pid)
                 result = asyncio.run(served(service.url, texts[workload], clients, per_request,
                                             args.seconds))

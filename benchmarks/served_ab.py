@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from benchmarks.throughput import model_folder
-from benchmarks.workloads import benchmark_texts, served
+from benchmarks.workloads import benchmark_texts, parse_load, served
 from tests.serve_process import ROOT, serve_run
 
 
@@ -89,12 +89,11 @@ def main() -> None:
         for contender in contenders if round_ % 2 == 0 else contenders[::-1]:
             with _started(args, contender, folder, workdir) as service:
                 for load in args.load:
-                    workload, shape = load.split(":")
-                    clients, per_request = (int(x) for x in shape.split("x"))
+                    workload, clients, per_request = parse_load(load)
                     result = asyncio.run(served(service.url, texts[workload], clients,
                                                 per_request, args.seconds))
                     name = contender if args.revisions else f"{args.setting}={contender}"
-                    print(f"round {round_} {name} {workload} {shape}: "
+                    print(f"round {round_} {name} {load}: "
                           f"{result.texts_per_s:7.2f} texts/s  p50 {result.p50_ms:8.1f} ms  "
                           f"p99 {result.p99_ms:8.1f} ms {result.detail}", flush=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,30 @@ import numpy as np
 from encoder.batching import pad
 from encoder.model.card import ModelCard
 from encoder.model.runtime import OnnxModel
+
+
+def parse_load(load: str) -> tuple[str, int, int]:
+    """``short:32x1`` -> the workload, its clients and the texts per request."""
+    workload, shape = load.split(":")
+    clients, per_request = (int(x) for x in shape.split("x"))
+    return workload, clients, per_request
+
+
+def in_fresh_process(target, *args):
+    """``target(*args)`` in a new (spawned) process: what it returns, and a peak RSS of its
+    own (a forked child's would start from this process's)."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_put_result, args=(queue, target, args))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def _put_result(queue, target, args) -> None:
+    queue.put(target(*args))
+
 
 _WORDS = ("how what why where cat dog market price river city music history science data "
           "model search engine query answer learn fast small large old new best cheap recipe "

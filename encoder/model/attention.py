@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from onnx import NodeProto, TensorProto, helper
+from onnx import GraphProto, NodeProto, TensorProto, helper
 
 from encoder.model.graph import Index, attribute, replace_nodes
 from encoder.model.tensors import Tensors
@@ -142,24 +142,25 @@ def fuse_attention(tensors: Tensors, heads: int) -> int:
             flattened.append(f"{out}/{role}")
             nodes.append(helper.make_node("Reshape", [value, flat], [f"{out}/{role}"],
                                           name=f"{name}/{role}"))
-
-        def branch(kind: str, inputs: list[str], attention=attention, out=out, name=name):
-            mha = helper.make_node("MultiHeadAttention", inputs, [f"{out}/{kind}"],
-                                   name=f"{name}/{kind}", domain=MS_DOMAIN, num_heads=heads,
-                                   scale=attention.scale,
-                                   mask_filter_value=attention.mask_value)
-            result = helper.make_tensor_value_info(f"{out}/{kind}", TensorProto.FLOAT, None)
-            return helper.make_graph([mha], f"{name}/{kind}", [], [result])
-
         nodes += [
             helper.make_node("If", [unpadded], [f"{out}/mha"], name=f"{name}/mha",
-                             then_branch=branch("flash", flattened),
-                             else_branch=branch("masked", [*flattened, "", mask32])),
+                             then_branch=_branch(attention, heads, f"{out}/flash", flattened),
+                             else_branch=_branch(attention, heads, f"{out}/masked",
+                                                 [*flattened, "", mask32])),
             helper.make_node("Reshape", [f"{out}/mha", split], [out], name=f"{name}/heads"),
         ]
         replaced[id(attention.context)] = nodes
     replace_nodes(tensors, replaced, MS_DOMAIN)
     return len(found)
+
+
+def _branch(attention: Attention, heads: int, name: str, inputs: list[str]) -> GraphProto:
+    """A one-node graph: ``MultiHeadAttention`` over ``inputs`` (q, k, v[, "", mask])."""
+    mha = helper.make_node("MultiHeadAttention", inputs, [name], name=name, domain=MS_DOMAIN,
+                           num_heads=heads, scale=attention.scale,
+                           mask_filter_value=attention.mask_value)
+    return helper.make_graph([mha], name, [], [
+        helper.make_tensor_value_info(name, TensorProto.FLOAT, None)])
 
 
 def _mask_nodes(tensors: Tensors, mask: str, nodes: list[NodeProto]) -> tuple[str, str]:
