@@ -28,6 +28,8 @@ class ModelCard:
     max_tokens: most tokens one input may have, special tokens included.
     hidden_size: width of the token states, if the config says.
     attention_heads: attention heads per layer, if the config says.
+    layers: transformer layers, if the config says.
+    intermediate_size: width of the feed-forward layers, if the config says.
     pad_token_id: id that fills padded positions.
     pooling: how token states become one vector.
     """
@@ -38,6 +40,8 @@ class ModelCard:
     max_tokens: int = 512
     hidden_size: int | None = None
     attention_heads: int | None = None
+    layers: int | None = None
+    intermediate_size: int | None = None
     pad_token_id: int = 0
     pooling: Pooling = "mean"
 
@@ -54,6 +58,8 @@ class ModelCard:
             max_tokens=_max_tokens(config, tokenizer_config),
             hidden_size=config.get("hidden_size"),
             attention_heads=config.get("num_attention_heads"),
+            layers=config.get("num_hidden_layers"),
+            intermediate_size=config.get("intermediate_size"),
             pad_token_id=int(config.get("pad_token_id") or 0),
             pooling="cls" if pooling_config.get("pooling_mode_cls_token") else "mean",
         )
@@ -84,7 +90,10 @@ def _max_tokens(config: dict[str, Any], tokenizer_config: dict[str, Any]) -> int
     limits = []
     positions = config.get("max_position_embeddings")
     if isinstance(positions, int):
-        if config.get("model_type") in _OFFSET_POSITION_MODEL_TYPES:
+        # Rotary positions count from 0 (jina-v3's caches have max_position_embeddings rows,
+        # all usable); only a learned table numbered from pad_token_id + 1 loses rows.
+        if (config.get("model_type") in _OFFSET_POSITION_MODEL_TYPES
+                and config.get("position_embedding_type") != "rotary"):
             positions -= int(config.get("pad_token_id", 1)) + 1
         limits.append(positions)
     declared = tokenizer_config.get("model_max_length")

@@ -35,6 +35,20 @@ def test_limits_take_the_smaller_of_positions_and_tokenizer(tmp_path):
     assert ModelCard.from_folder(tmp_path).max_tokens == 512
 
 
+def test_rotary_positions_are_all_usable(tmp_path):
+    """jina-v3's rotary caches have max_position_embeddings rows, from position 0: its real
+    graph runs 8194 tokens and fails at 8195 (docs/decisions/long-documents.md)."""
+    config = {"model_type": "xlm-roberta", "max_position_embeddings": 8194, "pad_token_id": 1,
+              "position_embedding_type": "rotary", "num_hidden_layers": 24,
+              "intermediate_size": 4096}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    card = ModelCard.from_folder(tmp_path)
+    assert card.max_tokens == 8194 and card.layers == 24 and card.intermediate_size == 4096
+    (tmp_path / "config.json").write_text(json.dumps({**config, "position_embedding_type":
+                                                      "absolute"}))
+    assert ModelCard.from_folder(tmp_path).max_tokens == 8192
+
+
 def test_cls_pooling_from_sentence_transformers_config(tmp_path):
     (tmp_path / "1_Pooling").mkdir()
     (tmp_path / "1_Pooling/config.json").write_text(json.dumps(
