@@ -46,8 +46,11 @@ class Encoder:
 
     def __init__(self, settings: ServiceSettings) -> None:
         metrics = EncoderMetrics()
+        # What serve_config.yaml declared (ray_actor_options.memory): long inputs must fit it.
+        memory = ray.get_runtime_context().get_assigned_resources().get("memory")
         self.scheduler = Scheduler.load(settings, replica_threads(settings),
-                                        on_run=metrics.run, on_wait=metrics.waited)
+                                        on_run=metrics.run, on_wait=metrics.waited,
+                                        memory=memory)
         self._enqueue.set_batch_wait_timeout_s(settings.batching.batch_wait_timeout_s)
 
     async def embed(self, batch: TokenBatch) -> Result:

@@ -1,10 +1,17 @@
-"""The encoder's scheduler: one queue, windows sorted by length, runs packed by padded tokens.
+"""The encoder's scheduler: one queue, windows sorted by length, runs packed by padded tokens,
+and a lane of its own for long inputs.
 
 Token batches queue while a window runs. When the ONNX thread is free, the scheduler takes
-what is queued (up to ``sort_window_tokens``, skipping work whose caller gave up), groups it
-by task, sorts it by length and executes runs of at most ``max_batch_tokens`` padded tokens:
-alone on the full session, or several at once on lanes. As in TEI's queue task, batches grow
-with load and a lone query runs at once. Why, with figures: docs/decisions/scheduler.md.
+what is queued (up to ``sort_window_tokens``, skipping work whose caller gave up) and hands
+it to ``WindowRunner`` (``runs.py``), which groups it by task, sorts it by length and executes
+runs of at most ``max_batch_tokens`` padded tokens. As in TEI's queue task, batches grow with
+load and a lone query runs at once. Why, with figures: docs/decisions/scheduler.md.
+
+A batch holding an input longer than ``max_batch_tokens`` (a document: seconds to minutes of
+work) goes to the long lane instead: one at a time, on the full session, while short work
+goes on beside it one run at a time on the lane session. A long input is admitted only if
+its run fits the replica's memory (``run_cost.MemoryBudget``), and its run is ended as soon
+as its caller gives up. Why, with figures: docs/decisions/long-documents.md.
 """
 
 from __future__ import annotations
@@ -12,29 +19,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-
-import numpy as np
 
 from encoder.batching import TokenBatch
 from encoder.errors import EmbeddingError, ErrorKind
 from encoder.model.card import ModelCard
 from encoder.model.files import resolve_model
-from encoder.model.runtime import OnnxModel, open_sessions
-from encoder.run_planning import plan_even_runs
+from encoder.model.runtime import OnnxModel, long_run_options, open_sessions
+from encoder.run_cost import MemoryBudget, activation_bytes, memory_limit, resident_bytes
+from encoder.runs import Result, RunObserver, WindowRunner
 from encoder.settings import BatchingSettings, ServiceSettings
 
 logger = logging.getLogger(__name__)
 
-Result = np.ndarray | EmbeddingError
-# Two ORT threads run a run only ~1.5x as fast as one (docs/decisions/scheduler.md), so a
-# run takes the full session only when it outweighs its window's other runs this many times.
-_FULL_SESSION_RATIO = 2
-# Told (sequences, padded tokens, seconds) of every ONNX run, and each batch's queue wait.
-RunObserver = Callable[[int, int, float], None]
+__all__ = ["Result", "Scheduler"]
+
+# Told how long each token batch waited for its run.
 WaitObserver = Callable[[float], None]
 
 
@@ -43,65 +46,85 @@ class Scheduler:
 
     model: the session a lone run (or a window's only run) uses, on all threads.
     lanes: an optional second session with fewer threads for ``parallel_runs`` runs at once.
+    memory: bytes the replica may use (None: the machine's); long inputs must fit in it.
     """
 
     def __init__(self, model: OnnxModel, card: ModelCard, batching: BatchingSettings,
                  lanes: OnnxModel | None = None, on_run: RunObserver | None = None,
-                 on_wait: WaitObserver | None = None) -> None:
+                 on_wait: WaitObserver | None = None, memory: float | None = None) -> None:
         self.model = model
         self.card = card
         self.batching = batching
         self.lanes = lanes
-        self._lane_count = batching.parallel_runs if lanes is not None else 1
-        self._on_run = on_run
+        self.runner = WindowRunner(model, card, batching, lanes, on_run)
+        self.width = self.runner.width
         self._on_wait = on_wait
         # The ONNX thread runs one window at a time, so the event loop keeps queueing.
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="onnx")
-        self._lane_pool = (ThreadPoolExecutor(self._lane_count, thread_name_prefix="onnx-lane")
-                           if lanes is not None else None)
+        self._long_thread = ThreadPoolExecutor(1, thread_name_prefix="onnx-long")
         self._queue: deque[_Waiting] = deque()
+        self._long: deque[_Waiting] = deque()
         # Bulk work (the Batch API): taken only when no request waits, a run at a time.
         self._background: deque[_Waiting] = deque()
+        self._long_background: deque[_Waiting] = deque()
         self._running: list[_Waiting] = []
+        self._long_running: _Waiting | None = None
         self._wake: asyncio.Event | None = None
-        self._worker: asyncio.Task | None = None
-        # Sessions whose latest run failed: the health check runs its canary on these only.
-        self._failed: set[OnnxModel] = set()
-        if lanes is not None:
-            lanes.canary(card.pad_token_id)
-        self.width = int(model.canary(card.pad_token_id).shape[-1])
-        if card.hidden_size is not None and card.hidden_size != self.width:
-            raise ValueError(f"model outputs width {self.width} but config.json says "
-                             f"{card.hidden_size}")
+        self._wake_long: asyncio.Event | None = None
+        self._workers: list[asyncio.Task] = []
+        # Beside a long run, short work takes one run at a time: room for one such run.
+        short_run = activation_bytes(card, 1, batching.max_batch_tokens, flash=False)
+        self.memory = MemoryBudget(card, memory_limit(memory), resident_bytes(), short_run,
+                                   model.flash)
+        logger.info("memory: %.2f GB for this replica, %.2f GB held after loading; inputs of "
+                    "up to %d tokens fit", self.memory.limit / 1e9, self.memory.held / 1e9,
+                    self.memory.longest(card.max_tokens))
 
     @classmethod
     def load(cls, settings: ServiceSettings, threads: int, on_run: RunObserver | None = None,
-             on_wait: WaitObserver | None = None) -> Scheduler:
+             on_wait: WaitObserver | None = None, memory: float | None = None) -> Scheduler:
         """Resolve the model ``settings`` names and open its sessions on ``threads``."""
         files = resolve_model(settings.model, settings.onnx_file, settings.revision)
         card = ModelCard.from_folder(files.root)
         model, lanes = open_sessions(files, card, settings, threads)
-        return cls(model, card, settings.batching, lanes, on_run, on_wait)
+        return cls(model, card, settings.batching, lanes, on_run, on_wait, memory)
+
+    def run_window(self, batches: Sequence[TokenBatch],
+                   cancelled: Callable[[int], bool] = lambda b: False,
+                   session: OnnxModel | None = None, options=None) -> list[Result]:
+        """One window's runs, on the calling thread: ``WindowRunner.run_window``."""
+        return self.runner.run_window(batches, cancelled, session, options)
 
     def enqueue(self, batches: Sequence[TokenBatch],
                 background: bool = False) -> list[asyncio.Future]:
         """Queue ``batches``; each future gets its vectors or an ``EmbeddingError``.
 
         Cancelling a future (its caller gave up) drops that batch's work if it has not
-        started, and skips its runs that have not. ``background`` work yields to the rest:
-        it runs only while nothing else waits, in windows of one run's budget, so a request
-        arriving meanwhile waits at most one such run.
+        started, skips its runs that have not, and ends a long input's run. ``background``
+        work yields to the rest: it runs only while nothing else waits, in windows of one
+        run's budget, so a request arriving meanwhile waits at most one such run.
         """
         loop = asyncio.get_running_loop()
-        if self._worker is None or self._worker.get_loop() is not loop:
+        if not self._workers or self._workers[0].get_loop() is not loop:
             # The first call, or a new event loop (a test client's, a bulk job's batch).
-            self._wake = asyncio.Event()
-            self._worker = loop.create_task(self._work())
+            self._wake, self._wake_long = asyncio.Event(), asyncio.Event()
+            self._workers = [loop.create_task(self._work()), loop.create_task(self._work_long())]
         now = time.perf_counter()
-        futures = [loop.create_future() for _ in batches]
-        queue = self._background if background else self._queue
-        queue.extend(_Waiting(b, f, now) for b, f in zip(batches, futures, strict=True))
+        futures = []
+        for batch in batches:
+            future = loop.create_future()
+            futures.append(future)
+            longest = int(batch.lengths.max()) if len(batch) else 0
+            if longest <= self.batching.max_batch_tokens:
+                queue = self._background if background else self._queue
+            elif not self.memory.fits(longest):
+                future.set_result(self.memory.refusal(longest, self.card.max_tokens))
+                continue
+            else:
+                queue = self._long_background if background else self._long
+            queue.append(_Waiting(batch, future, now))
         self._wake.set()
+        self._wake_long.set()
         return futures
 
     async def embed(self, batches: Sequence[TokenBatch],
@@ -111,7 +134,9 @@ class Scheduler:
 
     def held(self) -> int:
         """Token batches queued or running whose callers still wait: this replica's load."""
-        return sum(not w.future.done() for w in (*self._queue, *self._background, *self._running))
+        waiting = (*self._queue, *self._background, *self._running, *self._long,
+                   *self._long_background, *([self._long_running] if self._long_running else []))
+        return sum(not w.future.done() for w in waiting)
 
     def _take_window(self) -> list[_Waiting]:
         window = self._take(self._queue, self.batching.sort_window_tokens)
@@ -134,106 +159,61 @@ class Scheduler:
 
     async def _work(self) -> None:
         assert self._wake is not None
-        loop = asyncio.get_running_loop()
         while True:
             window = self._take_window()
             if not window:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            now = time.perf_counter()
-            if self._on_wait is not None:
-                for waiting in window:
-                    self._on_wait(now - waiting.arrived)
-            futures = [w.future for w in window]
+            # Beside a long run, short work takes one run at a time on the lane session (the
+            # full one is busy), so a query waits for a query's run, not for the document.
+            session = (self.lanes or self.model) if self._long_running else None
             self._running = window
-            try:
-                results = await loop.run_in_executor(
-                    self._thread, self.run_window, [w.batch for w in window],
-                    lambda b, futures=futures: futures[b].cancelled())
-            except Exception as exc:  # a bug must fail this window's callers, not hang all
-                logger.exception("encoder window failed")
-                results = [EmbeddingError(ErrorKind.ENCODER_FAILED, f"encoder failed: {exc}")
-                           ] * len(window)
+            await self._run(self._thread, window, session)
             self._running = []
-            for future, result in zip(futures, results, strict=True):
-                if not future.done():  # a caller that gave up cancelled it
-                    future.set_result(result)
 
-    def run_window(self, batches: Sequence[TokenBatch],
-                   cancelled: Callable[[int], bool] = lambda b: False) -> list[Result]:
-        """Group by task, sort, pack and execute one window, on the calling thread.
-
-        ``cancelled(b)`` says whether batch ``b``'s caller gave up: a run none of whose
-        batches is still wanted is skipped when its turn comes.
-        """
-        results = [np.empty((b.outputs, self.width), dtype=np.float32) for b in batches]
-        failures: dict[int, EmbeddingError] = {}
-        by_task: dict[int | None, list[_Item]] = defaultdict(list)
-        for b, batch in enumerate(batches):
-            row = 0
-            for k, sequence in enumerate(batch.sequences()):
-                spans = None if batch.spans is None else batch.spans[k]
-                by_task[batch.task_id].append(_Item(b, row, sequence, spans))
-                row += 1 if spans is None else len(spans)
-        runs: list[_Run] = []
-        for task_id, items in by_task.items():
-            lengths = np.fromiter((len(i.sequence) for i in items), dtype=np.int64)
-            plan = plan_even_runs(lengths, self.batching.max_batch_tokens, self._lane_count)
-            runs.extend(_Run([items[i] for i in run], task_id) for run in plan)
-
-        def execute(run: _Run, model: OnnxModel) -> None:
-            if all(cancelled(item.batch) for item in run.items):
-                return
+    async def _work_long(self) -> None:
+        assert self._wake_long is not None
+        while True:
+            taken = self._take(self._long, 1) or self._take(self._long_background, 1)
+            if not taken:
+                self._wake_long.clear()
+                await self._wake_long.wait()
+                continue
+            options = long_run_options()
+            # The caller gave up (its future is cancelled): end the run between two nodes.
+            taken[0].future.add_done_callback(
+                lambda future, options=options: future.cancelled() and setattr(
+                    options, "terminate", True))
+            self._long_running = taken[0]
             try:
-                pooled = self._execute(run, model)
-                self._failed.discard(model)
-            except Exception as exc:  # one bad run must not fail the other batches
-                logger.exception("ONNX run failed")
-                self._failed.add(model)
-                for item in run.items:
-                    failures[item.batch] = EmbeddingError(ErrorKind.ENCODER_FAILED,
-                                                          f"encoder run failed: {exc}")
-                return
-            for item, vectors in zip(run.items, pooled, strict=True):
-                results[item.batch][item.row : item.row + len(vectors)] = vectors
+                await self._run(self._long_thread, taken, self.model, options)
+            finally:
+                self._long_running = None
 
-        if self._lane_pool is None:
-            for run in runs:
-                execute(run, self.model)
-        else:
-            self._in_lanes(runs, execute)
-        return [failures.get(b, result) for b, result in enumerate(results)]
-
-    def _in_lanes(self, runs: list[_Run], execute: Callable) -> None:
-        # Biggest first, so lanes finish together. A run left alone, or one outweighing the
-        # rest (a long document among queries), runs on the full session instead.
-        assert self._lane_pool is not None
-        runs = sorted(runs, key=_Run.padded_tokens, reverse=True)
-        while runs and (len(runs) == 1 or runs[0].padded_tokens() * (self._lane_count - 1)
-                        > _FULL_SESSION_RATIO * sum(run.padded_tokens() for run in runs[1:])):
-            execute(runs.pop(0), self.model)
-        for future in [self._lane_pool.submit(execute, run, self.lanes) for run in runs]:
-            future.result()
-
-    def _execute(self, run: _Run, model: OnnxModel) -> list[np.ndarray]:
-        pooled, padded, seconds = model.embed_run([i.sequence for i in run.items],
-                                                  [i.spans for i in run.items], run.task_id,
-                                                  self.card.pad_token_id, self.card.pooling)
-        if self._on_run is not None:
-            self._on_run(len(run.items), padded, seconds)
-        return pooled
+    async def _run(self, thread: ThreadPoolExecutor, window: list[_Waiting],
+                   session: OnnxModel | None, options=None) -> None:
+        """Run ``window`` on ``thread`` and give each caller its result."""
+        now = time.perf_counter()
+        if self._on_wait is not None:
+            for waiting in window:
+                self._on_wait(now - waiting.arrived)
+        futures = [w.future for w in window]
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(
+                thread, self.run_window, [w.batch for w in window],
+                lambda b: futures[b].cancelled(), session, options)
+        except Exception as exc:  # a bug must fail this window's callers, not hang all
+            logger.exception("encoder window failed")
+            results = [EmbeddingError(ErrorKind.ENCODER_FAILED, f"encoder failed: {exc}")
+                       ] * len(window)
+        for future, result in zip(futures, results, strict=True):
+            if not future.done():  # a caller that gave up cancelled it
+                future.set_result(result)
 
     def check(self) -> None:
-        """Raise if a session whose latest run failed fails a tiny run too.
-
-        Passive while runs succeed: a canary through a big session would stall the queries
-        behind it. A failed run may be its input's fault (the canary passes) or the session's.
-        """
-        for model in list(self._failed):
-            if not np.isfinite(model.canary(self.card.pad_token_id)).all():
-                raise RuntimeError("the ONNX session returned non-finite values")
-            self._failed.discard(model)
+        """``WindowRunner.check``: raise if a session whose latest run failed fails again."""
+        self.runner.check()
 
     async def check_async(self) -> None:
         """``check`` on the ONNX thread, behind the window running now."""
@@ -247,24 +227,3 @@ class _Waiting:
     batch: TokenBatch
     future: asyncio.Future
     arrived: float
-
-
-@dataclass(frozen=True)
-class _Item:
-    """One sequence on its way through a run, and where its vectors go."""
-
-    batch: int
-    row: int
-    sequence: np.ndarray
-    spans: np.ndarray | None
-
-
-@dataclass(frozen=True)
-class _Run:
-    """One ONNX run: sequences of one task."""
-
-    items: list[_Item]
-    task_id: int | None
-
-    def padded_tokens(self) -> int:
-        return len(self.items) * max(len(item.sequence) for item in self.items)

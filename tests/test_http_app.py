@@ -272,3 +272,13 @@ def test_model_retrieve_and_head_probes(client):
     for path in ("/health", "/"):
         head = client.head(path)
         assert head.status_code == 200 and head.content == b""
+
+
+def test_a_document_too_big_for_the_replicas_memory_is_a_413_and_queries_go_on(jina_dir):
+    # A replica with no memory to spare: no long input fits, short ones still run.
+    client = make_client(jina_dir, embed=make_scheduler(jina_dir, budget=512, memory=1).embed)
+    response = client.post("/v1/embeddings", json={"input": ["short", "word " * 1000]})
+    assert_envelope(response, 413, "input")
+    assert response.json()["error"]["code"] == "input_too_long"
+    assert "at most 0 tokens per input" in response.json()["error"]["message"]
+    assert client.post("/v1/embeddings", json={"input": "short"}).status_code == 200

@@ -144,9 +144,9 @@ def test_health_check_catches_a_broken_session(jina_dir, minilm_dir):
 def test_a_run_failed_by_its_input_leaves_the_replica_healthy(jina_dir):
     scheduler = make_scheduler(jina_dir)
     assert isinstance(scheduler.run_window([batch(0, [[0, 10**9, 2]])])[0], EmbeddingError)
-    assert scheduler._failed == {scheduler.model}
+    assert scheduler.runner.failed == {scheduler.model}
     scheduler.check()  # the canary passes: the session is fine, the input was not
-    assert not scheduler._failed
+    assert not scheduler.runner.failed
 
 
 def test_non_finite_states_fail_the_run(jina_dir, monkeypatch):

@@ -11,9 +11,12 @@ masked one. Figures: docs/decisions/real-graph.md, docs/decisions/long-documents
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import onnx
 from onnx import GraphProto, NodeProto, TensorProto, helper
 
 from encoder.model.graph import Index, attribute, replace_nodes
@@ -175,3 +178,13 @@ def _mask_nodes(tensors: Tensors, mask: str, nodes: list[NodeProto]) -> tuple[st
                          name=f"{mask}/unpadded"),
     ]
     return f"{mask}/int32", f"{mask}/unpadded"
+
+
+def has_flash_branch(path: Path) -> bool:
+    """Whether the graph at ``path`` runs unpadded attention without the ``[n, n]`` scores:
+    it holds ``fuse_attention``'s unmasked ``MultiHeadAttention`` branches."""
+    graph = onnx.load(os.fspath(path), load_external_data=False).graph
+    return any(node.op_type == "If" and any(
+        inner.op_type == "MultiHeadAttention" and len(inner.input) == 3
+        for a in node.attribute if a.name == "then_branch" for inner in a.g.node)
+        for node in graph.node)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from encoder.batching import pad
+from encoder.model.attention import has_flash_branch
 from encoder.model.card import ModelCard
 from encoder.model.files import ModelFiles
 from encoder.model.prepare import prepared_model, state_output
@@ -69,11 +70,13 @@ class OnnxModel:
                              f"{[o.name for o in outputs]}")
         shape = next(o.shape for o in self.session.get_outputs() if o.name == self.output_name)
         self.width: int | None = shape[-1] if isinstance(shape[-1], int) else None
+        self.flash = has_flash_branch(path)
 
     def token_states(
-        self, ids: np.ndarray, mask: np.ndarray, task_id: int | None
+        self, ids: np.ndarray, mask: np.ndarray, task_id: int | None, options=None
     ) -> np.ndarray:
-        """Run the model on a padded ``[batch, seq]`` batch of one task."""
+        """Run the model on a padded ``[batch, seq]`` batch of one task; ``options``: ORT
+        ``RunOptions`` (another thread may set their ``terminate`` to end the run)."""
         feed = {
             "input_ids": ids.astype(self._dtypes["input_ids"], copy=False),
             "attention_mask": mask.astype(self._dtypes["attention_mask"], copy=False),
@@ -87,17 +90,17 @@ class OnnxModel:
             feed["task_id"] = value if self._task_is_scalar else np.full(
                 (ids.shape[0],), task_id, dtype=self._dtypes["task_id"]
             )
-        return self.session.run([self.output_name], feed)[0]
+        return self.session.run([self.output_name], feed, options)[0]
 
     def embed_run(self, sequences: list[np.ndarray], spans: list[np.ndarray | None],
-                  task_id: int | None, pad_id: int, pooling: str,
+                  task_id: int | None, pad_id: int, pooling: str, options=None,
                   ) -> tuple[list[np.ndarray], int, float]:
         """One run: pad, token states, pooled vectors per sequence (one per span with late
         chunking's spans); with the padded tokens and the ONNX run's seconds. Non-finite
         vectors raise: a broken session must fail its run, not reach clients."""
         ids, mask = pad(sequences, pad_id)
         started = time.perf_counter()
-        states = self.token_states(ids, mask, task_id)
+        states = self.token_states(ids, mask, task_id, options)
         seconds = time.perf_counter() - started
         pooled = POOLERS[pooling](states, mask)
         if not np.isfinite(pooled).all():  # spans lie inside the mask: this covers them too
@@ -111,6 +114,17 @@ class OnnxModel:
         health check's probe."""
         ids = np.full((1, 4), pad_id, dtype=np.int64)
         return self.token_states(ids, np.ones_like(ids), 0 if self.has_task_id else None)
+
+
+def long_run_options():
+    """ORT ``RunOptions`` for a long input's run: its ``terminate`` can end it, and the
+    arena returns what the run grew it by, so a replica's memory falls back after a
+    document instead of staying at its peak."""
+    import onnxruntime as ort
+
+    options = ort.RunOptions()
+    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    return options
 
 
 def served_onnx(source: Path, card: ModelCard, int8: bool = False) -> Path:

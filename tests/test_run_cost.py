@@ -1,0 +1,57 @@
+"""Run cost estimates: memory grows linearly with flash attention and quadratically without,
+the budget admits what fits, and timeouts err long until a rate is measured."""
+
+from encoder.model.card import ModelCard
+from encoder.run_cost import (
+    COLD_FLOPS_PER_S,
+    MemoryBudget,
+    RunRate,
+    activation_bytes,
+    memory_limit,
+    resident_bytes,
+    run_flops,
+)
+
+JINA_V3 = ModelCard(hidden_size=1024, attention_heads=16, layers=24, intermediate_size=4096,
+                    max_tokens=8194)
+
+
+def test_flash_memory_is_linear_and_padded_attention_quadratic():
+    flash = [activation_bytes(JINA_V3, 1, n, flash=True) for n in (2048, 4096, 8192)]
+    assert flash[1] == 2 * flash[0] and flash[2] == 2 * flash[1]
+    # Measured on the real graph: +1.42 GB peak RSS from 512 to 8192 tokens; the estimate
+    # errs large, by little.
+    assert 1.42e9 < flash[2] - activation_bytes(JINA_V3, 1, 512, flash=True) < 1.7e9
+    masked = activation_bytes(JINA_V3, 1, 8192, flash=False)
+    assert 8e9 < masked - flash[2] < 9e9  # [16, 8192, 8192] float32 scores and softmax
+
+
+def test_flops_count_weights_and_attention():
+    # 24 layers x 2 x 8192 x (4 x 1024² + 2 x 1024 x 4096) + 24 x 4 x 8192² x 1024
+    assert run_flops(JINA_V3, 8192) == 24 * (2 * 8192 * 12 * 2**20 + 4 * 8192**2 * 1024)
+    assert run_flops(JINA_V3, 8192) > 2 * run_flops(JINA_V3, 4096)
+
+
+def test_the_budget_admits_what_fits_and_names_the_limit():
+    run = activation_bytes(JINA_V3, 1, 4096, flash=True)
+    budget = MemoryBudget(JINA_V3, limit=3 * 10**9 + 10**8 + run, held=3 * 10**9,
+                          reserve=10**8, flash=True)
+    assert budget.fits(4096) and not budget.fits(4097)
+    assert budget.longest(8194) == 4096 and budget.longest(1000) == 1000
+    refusal = budget.refusal(8194, 8194)
+    assert refusal.status == 413 and "at most 4096 tokens per input" in refusal.message
+    assert MemoryBudget(JINA_V3, 10, 20, 0, True).longest(8194) == 0
+
+
+def test_timeouts_err_long_until_a_rate_is_measured():
+    rate = RunRate()
+    assert rate.seconds(4e10) == 4e10 / COLD_FLOPS_PER_S
+    rate.observe(1e12, 10.0)
+    assert rate.seconds(1e12) == 10.0
+    rate.observe(1e12, 5.0)  # faster now: the estimate follows, smoothed
+    assert 5.0 < rate.seconds(1e12) < 10.0
+
+
+def test_memory_limit_prefers_what_was_declared():
+    assert memory_limit(3.4e9) == 3_400_000_000
+    assert memory_limit(None) >= resident_bytes() > 0
