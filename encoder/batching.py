@@ -57,29 +57,35 @@ class TokenBatch:
         return np.split(self.ids, np.cumsum(self.lengths)[:-1])
 
 
-def split_by_tokens(sequences: Sequence[Sequence[int]], budget: int) -> list[range]:
-    """Consecutive index ranges whose token sums stay within ``budget`` (at least one each).
+def split_by_tokens(sequences: Sequence[Sequence[int]], budget: int,
+                    alone_above: int | None = None) -> list[range]:
+    """Consecutive index ranges whose token sums stay within ``budget`` (at least one each);
+    a sequence longer than ``alone_above`` tokens gets a range of its own.
 
     The ingress sends each range as its own handle call, so one large request is spread
-    over windows (and replicas) instead of becoming one giant call.
+    over windows (and replicas) instead of becoming one giant call, and a long document
+    goes to an encoder's long lane without the short inputs around it.
     """
     ranges, start, total = [], 0, 0
     for index, sequence in enumerate(sequences):
-        if index > start and total + len(sequence) > budget:
+        long = alone_above is not None and len(sequence) > alone_above
+        if index > start and (long or total + len(sequence) > budget):
             ranges.append(range(start, index))
             start, total = index, 0
         total += len(sequence)
-    if sequences:
+        if long:
+            ranges.append(range(start, index + 1))
+            start, total = index + 1, 0
+    if start < len(sequences):
         ranges.append(range(start, len(sequences)))
     return ranges
 
 
-def request_batches(
-    task_id: int | None, sequences: Sequence[Sequence[int]], budget: int
-) -> list[TokenBatch]:
+def request_batches(task_id: int | None, sequences: Sequence[Sequence[int]], budget: int,
+                    alone_above: int | None = None) -> list[TokenBatch]:
     """One request's token batches, as the ingress sends them: ``split_by_tokens`` ranges."""
     return [TokenBatch.from_lists(task_id, sequences[r.start : r.stop])
-            for r in split_by_tokens(sequences, budget)]
+            for r in split_by_tokens(sequences, budget, alone_above)]
 
 
 def pad(sequences: Sequence[np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:

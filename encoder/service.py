@@ -7,6 +7,7 @@ calls encoder replicas through a deployment handle, elsewhere an in-process sche
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from encoder.model.card import ModelCard
 from encoder.model.files import resolve_model
 from encoder.output import embedding_items
 from encoder.pooling import finish
+from encoder.run_cost import RunRate, run_flops
 from encoder.settings import ServiceSettings
 from encoder.tokenize import TextTokenizer
 
@@ -55,6 +57,7 @@ class EmbeddingsService:
         self.max_tokens = min(card.max_tokens, settings.max_tokens or card.max_tokens)
         self.admission = AdmissionControl(settings.max_inflight_tokens,
                                           settings.max_inflight_requests)
+        self.rate = RunRate()
 
     @classmethod
     def for_model(cls, settings: ServiceSettings, embed: Embedder) -> EmbeddingsService:
@@ -99,7 +102,9 @@ class EmbeddingsService:
         tokens = self._check_request_tokens(sum(len(s) for s in sequences))
         if ticket is not None:
             ticket.hold(tokens)
-        batches = request_batches(task_id, sequences, self.settings.batching.sort_window_tokens)
+        batching = self.settings.batching
+        batches = request_batches(task_id, sequences, batching.sort_window_tokens,
+                                  alone_above=batching.max_batch_tokens)
         parts = await self._embed_in_time(batches)
         return (parts[0] if len(parts) == 1 else np.concatenate(parts)), tokens
 
@@ -142,15 +147,21 @@ class EmbeddingsService:
         return tokens
 
     async def _embed_in_time(self, batches: list[TokenBatch]) -> list[np.ndarray]:
+        """The batches' vectors, given ``request_timeout_s`` to wait plus the time their own
+        arithmetic takes at the rate measured so far (an 8192-token document needs minutes
+        on a small CPU)."""
+        flops = sum(run_flops(self.card, int(n)) for b in batches for n in b.lengths)
+        timeout = self.settings.request_timeout_s + self.rate.seconds(flops)
+        started = time.perf_counter()
         try:
-            results = await asyncio.wait_for(self._embed(batches),
-                                             self.settings.request_timeout_s)
+            results = await asyncio.wait_for(self._embed(batches), timeout)
         except asyncio.TimeoutError:
             raise EmbeddingError(
-                ErrorKind.TIMEOUT,
-                f"the encoders did not answer within {self.settings.request_timeout_s:g} s",
+                ErrorKind.TIMEOUT, f"the encoders did not answer within {timeout:.0f} s",
                 code="timeout", retry_after_s=self.admission.retry_after_s()) from None
-        return raise_failures(results)
+        results = raise_failures(results)
+        self.rate.observe(flops, time.perf_counter() - started)
+        return results
 
     def models(self) -> dict[str, Any]:
         """``GET /v1/models`` in the OpenAI list shape, with the model's facts added."""

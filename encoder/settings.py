@@ -17,7 +17,9 @@ class BatchingSettings(BaseModel):
 
     max_batch_tokens: padded tokens (longest input x inputs) per ONNX run. Long passages run
       faster per text in small runs (attention and cache misses grow with the run); short
-      queries are flat from 512 up. An input longer than the budget runs alone.
+      queries are flat from 512 up. An input longer than the budget is a long input: it
+      runs alone, in the encoder's long lane (one at a time, on all ``ort_threads``, while
+      short work goes on beside it), if its run fits the replica's memory.
     sort_window_tokens: tokens the scheduler takes from its queue at once. It sorts them all
       by length before packing runs, so runs hold inputs of near-equal length and pad
       little. Larger windows pad less but return their requests together at the window's
@@ -103,7 +105,9 @@ class ServiceSettings(BaseModel):
         before tokenizing; the exact count then holds the budget.
       max_inflight_requests: requests one ingress replica holds in flight, likewise. Keep
         the Ingress's ``max_ongoing_requests`` above it so Ray's own queue stays empty.
-      request_timeout_s: time an admitted request may wait for the encoders before a 504.
+      request_timeout_s: time an admitted request may wait for the encoders before a 504,
+        on top of the time its own work takes at the throughput measured so far (an
+        8192-token jina-v3 document takes ~1.5 min on 2 cores).
 
     Late chunking
       late_chunking_overlap: tokens shared by consecutive windows when a late-chunked

@@ -17,6 +17,13 @@ def test_split_by_tokens_keeps_order_and_budget():
     assert split_by_tokens([], budget=10) == []
 
 
+def test_a_long_sequence_gets_a_batch_of_its_own():
+    sequences = [[1] * n for n in (2, 3, 9, 2, 8, 9, 1)]
+    ranges = split_by_tokens(sequences, budget=20, alone_above=8)
+    assert [list(r) for r in ranges] == [[0, 1], [2], [3, 4], [5], [6]]
+    assert [list(r) for r in split_by_tokens([[1] * 9], 20, alone_above=8)] == [[0]]
+
+
 def test_request_batches_split_by_budget():
     sequences = [[1] * n for n in (5, 5, 5, 40)]
     batches = request_batches(2, sequences, budget=10)
