@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import queue
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ import numpy as np
 from encoder.batching import pad
 from encoder.model.card import ModelCard
 from encoder.model.runtime import OnnxModel
+from tests.serve_process import memory_mb
 
 
 def parse_load(load: str) -> tuple[str, int, int]:
@@ -24,14 +26,25 @@ def parse_load(load: str) -> tuple[str, int, int]:
     return workload, clients, per_request
 
 
-def in_fresh_process(target, *args):
+def in_fresh_process(target, *args, max_rss_mb: float | None = None):
     """``target(*args)`` in a new (spawned) process: what it returns, and a peak RSS of its
-    own (a forked child's would start from this process's)."""
+    own (a forked child's would start from this process's). With ``max_rss_mb`` a child
+    that grows past it is killed first and None returned: a run the host cannot hold."""
     context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_put_result, args=(queue, target, args))
+    results = context.Queue()
+    process = context.Process(target=_put_result, args=(results, target, args))
     process.start()
-    result = queue.get()
+    while True:
+        try:
+            result = results.get(timeout=0.5)
+            break
+        except queue.Empty:
+            if not process.is_alive():
+                raise RuntimeError(f"the measuring process died ({process.exitcode})") from None
+            if max_rss_mb and memory_mb(process.pid)["rss"] > max_rss_mb:
+                process.kill()
+                result = None
+                break
     process.join()
     return result
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import random
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import yaml
@@ -208,3 +210,47 @@ def reset_peak(pid: int) -> None:
 
 def _kb(text: str) -> int:
     return int(text.split()[0])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_after(pid: int, start: float, limit_s: float, busy_cpu_s: float = 0.15,
+               every_s: float = 0.5) -> float:
+    """Seconds from ``start`` (``time.monotonic``) until ``pid`` uses less than
+    ``busy_cpu_s`` CPU seconds in ``every_s``; ``limit_s`` if it never does by then."""
+    last = cpu_seconds(pid)
+    while time.monotonic() - start < limit_s:
+        time.sleep(every_s)
+        now = cpu_seconds(pid)
+        if now - last < busy_cpu_s * every_s / 0.5:
+            return time.monotonic() - start - every_s
+        last = now
+    return limit_s
+
+
+async def abandon(url: str, body: bytes, give_up_s: float, body_apart: bool = False) -> str:
+    """POST ``body`` to ``url``'s /v1/embeddings, close the connection after ``give_up_s``;
+    the status line's code, or "gave up". ``body_apart``: the body follows the headers in a
+    write of its own, as httpx (the openai SDK's client) often sends it."""
+    parts = urlsplit(url)
+    head = (b"POST /v1/embeddings HTTP/1.1\r\nHost: test\r\nContent-Type: "
+            b"application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    if body_apart:
+        writer.write(head)
+        await writer.drain()
+        await asyncio.sleep(0.01)
+        writer.write(body)
+    else:
+        writer.write(head + body)
+    await writer.drain()
+    try:
+        return (await asyncio.wait_for(reader.readline(), give_up_s)).decode().split()[1]
+    except asyncio.TimeoutError:
+        return "gave up"
+    finally:
+        writer.close()

@@ -3,11 +3,17 @@
 The service serves its prepared copy of the export (LoRA on activations, fused rotary and
 attention); every vector must equal the unmodified export's, run one text at a time by
 ``tests/reference.py``, to cosine 0.99999: all five tasks, a batch of mixed lengths,
-``dimensions`` and late chunking. The Encoder replica stays within its memory budget.
+``dimensions`` and late chunking. A document at the graph's limit (8194 tokens: its rotary
+caches' rows) is answered and one token more is a 400; a client that gives up on a document
+ends its run within seconds. The Encoder replica stays within its memory budget throughout.
 Skipped, saying why, where ``../shared`` is absent.
 """
 
 from __future__ import annotations
+
+import asyncio
+import json
+import time
 
 import httpx
 import numpy as np
@@ -16,7 +22,14 @@ import pytest
 from encoder.model.prepare import external_data
 from jina_serve.config import load_config
 from tests.reference import ReferenceEncoder, cosine, finish_reference, late_chunk_reference
-from tests.serve_process import ROOT, memory_mb, replica_pid, serve_run
+from tests.serve_process import (
+    ROOT,
+    abandon,
+    idle_after,
+    memory_mb,
+    replica_pid,
+    serve_run,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -70,12 +83,45 @@ def test_late_chunking_gives_the_exports_chunk_vectors(service, reference):
         assert cosine(vector, expected) >= 0.99999
 
 
+def document(tokens: int) -> dict:
+    """One document of ``tokens`` token ids (XLM-R's <s> ... </s> around them)."""
+    return {"input": [[0, *(5 + i % 1000 for i in range(tokens - 2)), 2]],
+            "task": "retrieval.passage"}
+
+
+def test_a_document_at_the_graphs_limit_is_answered(service):
+    started = time.monotonic()
+    response = httpx.post(f"{service.url}/v1/embeddings", json=document(8194), timeout=600)
+    assert response.status_code == 200, response.text
+    vector = np.array(response.json()["data"][0]["embedding"])
+    assert np.isfinite(vector).all() and abs(np.linalg.norm(vector) - 1) < 1e-5
+    print(f"8194 tokens in {time.monotonic() - started:.1f} s")
+
+
+def test_one_token_past_the_limit_is_a_400_before_any_work(service):
+    response = httpx.post(f"{service.url}/v1/embeddings", json=document(8195), timeout=30)
+    assert response.status_code == 400
+    assert "8194" in response.json()["error"]["message"]
+
+
+def test_a_document_whose_client_gives_up_stops_within_seconds(service):
+    pid = replica_pid()
+    body = json.dumps(document(8000)).encode()
+    start = time.monotonic()
+    assert asyncio.run(abandon(service.url, body, give_up_s=2.0)) == "gave up"
+    stopped = idle_after(pid, start, limit_s=30)
+    assert stopped - 2.0 <= 5.0, f"the encoder was busy {stopped - 2.0:.1f} s after the client left"
+    response = httpx.post(f"{service.url}/v1/embeddings", json={"input": "hi"}, timeout=30)
+    assert response.status_code == 200
+
+
 def test_the_encoder_replica_stays_within_its_memory_budget(service, jina_v3_dir):
-    """Within 1.5x the fp32 weights and what serve_config.yaml declares to Ray, after the
-    runs above (the peak since the replica started: loading and preparing included)."""
+    """Within 2x the fp32 weights and what serve_config.yaml declares to Ray, after the
+    runs above (the peak since the replica started: loading, preparing and an 8194-token
+    document included)."""
     onnx = jina_v3_dir / "onnx/model.onnx"
     weights = sum(p.stat().st_size for p in [onnx, *external_data(onnx)])
     deployments = load_config(ROOT / "serve_config.yaml")["applications"][0]["deployments"]
     declared = next(d for d in deployments if d["name"] == "Encoder")["ray_actor_options"]
     peak = memory_mb(replica_pid())["peak_rss"] * 2**20
-    assert peak <= min(1.5 * weights, declared["memory"]), (peak, weights)
+    assert peak <= min(2 * weights, declared["memory"]), (peak, weights)
