@@ -18,9 +18,9 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from encoder.auth import load_api_key
-from encoder.batch_api import batch_router
-from encoder.batch_runner import BatchRunner
-from encoder.batch_store import BatchStore
+from encoder.batches.api import batch_router
+from encoder.batches.runner import BatchRunner
+from encoder.batches.store import BatchStore
 from encoder.batching import TokenBatch
 from encoder.errors import EmbeddingError, ErrorKind
 from encoder.http_app import build_app
@@ -94,14 +94,14 @@ class Encoder:
 
 @serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0.1})
 class BatchWorker:
-    """Runs Batch API batches beside the serving replicas (``encoder/batch_runner.py``),
+    """Runs Batch API batches beside the serving replicas (``encoder/batches/runner.py``),
     resuming what a restart left, with the encoders' background queue doing the work."""
 
     async def __init__(self, settings: ServiceSettings, encoder: DeploymentHandle) -> None:
         self._encoder = encoder
         service = EmbeddingsService.for_model(settings, self._embed)
         self.runner = BatchRunner(BatchStore(settings.batches.storage), service,
-                                  settings.batches.max_file_bytes)
+                                  settings.batches.max_file_bytes, settings.batches.retry_max_s)
         self._poll_s = settings.batches.poll_s
         self._wake = asyncio.Event()
         self._loop = asyncio.get_running_loop().create_task(self._run_forever())
@@ -159,8 +159,8 @@ class Ingress:
 
     def __serve_build_asgi_app__(self):
         settings = self.service.settings
-        router = batch_router(self._batch_store, self._wake_batches,
-                              settings.batches.max_file_bytes, settings.max_body_bytes)
+        router = batch_router(self._batch_store, self._wake_batches, settings.batches,
+                              settings.max_body_bytes)
         return build_app(self.service, self._ready, self._api_key, router)
 
 

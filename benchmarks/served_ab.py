@@ -107,7 +107,8 @@ def _started(args: argparse.Namespace, contender, folder: Path, workdir: Path):
         return
     with worktree(contender) as root, serve_run(
             folder, workdir, cpus=None, timeout_s=900, command=launcher(root), root=root,
-            own_batches=(root / "encoder/batch_store.py").is_file()) as service:
+            own_batches=any((root / p).is_file() for p in (
+                           "encoder/batch_store.py", "encoder/batches/store.py"))) as service:
         yield service
 
 

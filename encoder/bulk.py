@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 
-from encoder.batch_lines import BatchLine, answer_line
+from encoder.batches.lines import BatchLine, answer_line
 from encoder.batching import TokenBatch
 from encoder.errors import EmbeddingError, invalid
 from encoder.model.card import ModelCard

@@ -65,6 +65,11 @@ class BatchApiSettings(BaseModel):
     max_file_bytes: largest upload (OpenAI's limit is 200 MB); bigger ones get a 413.
     poll_s: how often the batch runner looks for work it was not woken for (a batch left
       by a restart, one created through another ingress replica).
+    completion_window_s: how long a batch may take. Clients ask for OpenAI's only window,
+      "24h"; a batch not finished by then ends ``expired``: the lines answered stay in its
+      output file, the rest go to its error file as ``batch_expired``.
+    retry_max_s: longest back-off between tries of a line the encoders refused for
+      overload (429, 503) or could not answer (5xx); a line's own 4xx is final.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -72,6 +77,8 @@ class BatchApiSettings(BaseModel):
     storage: str = "~/.cache/jina-embeddings-serve/batches"
     max_file_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
     poll_s: float = Field(default=5.0, gt=0)
+    completion_window_s: float = Field(default=24 * 3600, gt=0)
+    retry_max_s: float = Field(default=30.0, gt=0)
 
 
 class ServiceSettings(BaseModel):

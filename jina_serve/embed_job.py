@@ -26,7 +26,7 @@ from pathlib import PurePosixPath
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
-from encoder.batch_lines import parse_batch_file
+from encoder.batches.lines import parse_batch_file
 from encoder.bulk import ERROR, BulkOptions, LineAnswerer, RowEncoder
 from encoder.settings import ServiceSettings
 

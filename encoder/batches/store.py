@@ -47,24 +47,33 @@ class BatchStore:
         file_id = file_id or f"file-{_time_ordered()}"
         record = {"id": file_id, "object": "file", "bytes": len(data),
                   "created_at": int(time.time()), "filename": filename, "purpose": purpose,
-                  "status": "processed", "expires_at": None, "status_details": None}
+                  "status": "processed"}
         self._write(f"files/{file_id}.data", data)
         self._write(f"files/{file_id}.json", json.dumps(record).encode())
         return record
 
     def get_file(self, file_id: str) -> dict[str, Any]:
         """The file object, or a 404."""
-        return self._read_json(f"files/{_safe(file_id)}.json", f"No such File object: {file_id}")
+        return _present(self._read_json(f"files/{_safe(file_id)}.json",
+                                        f"No such File object: {file_id}"))
 
     def file_content(self, file_id: str) -> bytes:
         """The file's bytes, or a 404."""
         self.get_file(file_id)
         return self._read(f"files/{file_id}.data")
 
-    def list_files(self, purpose: str | None = None) -> list[dict[str, Any]]:
-        """Every file object (of ``purpose``), newest first."""
-        files = [f for f in self._list_json("files") if purpose in (None, f["purpose"])]
-        return sorted(files, key=lambda f: f["id"], reverse=True)
+    def list_files(self, purpose: str | None = None, after: str | None = None,
+                   limit: int = 10_000, order: str = "desc") -> dict[str, Any]:
+        """OpenAI's page of file objects (of ``purpose``), ordered by creation (``order``),
+        starting after the file ``after``."""
+        if not 1 <= limit <= 10_000:
+            raise invalid("'limit' must be between 1 and 10000", param="limit")
+        if order not in ("asc", "desc"):
+            raise invalid("'order' must be 'asc' or 'desc'", param="order")
+        files = sorted((_present(f) for f in self._list_json("files")
+                        if purpose in (None, f["purpose"])),
+                       key=lambda f: f["id"], reverse=order == "desc")
+        return _page(files, after, limit, "file")
 
     def delete_file(self, file_id: str) -> dict[str, Any]:
         """Delete a file; OpenAI's deletion object."""
@@ -76,17 +85,18 @@ class BatchStore:
     # Batches
 
     def create_batch(self, input_file_id: str, endpoint: str, completion_window: str,
-                     metadata: dict[str, str] | None) -> dict[str, Any]:
-        """A new batch in ``validating``; its input file must exist."""
+                     metadata: dict[str, str] | None, window_s: float = 24 * 3600,
+                     ) -> dict[str, Any]:
+        """A new batch in ``validating`` that expires ``window_s`` from now; its input file
+        must exist."""
         self.get_file(input_file_id)
         now = int(time.time())
+        # Fields a batch does not have yet are absent, as OpenAI's schema wants them (not
+        # null); metadata is the one nullable field.
         batch = {"id": f"batch_{_time_ordered()}", "object": "batch", "endpoint": endpoint,
-                 "errors": None, "input_file_id": input_file_id,
-                 "completion_window": completion_window, "status": "validating",
-                 "output_file_id": None, "error_file_id": None, "created_at": now,
-                 "in_progress_at": None, "expires_at": now + 24 * 3600, "finalizing_at": None,
-                 "completed_at": None, "failed_at": None, "expired_at": None,
-                 "cancelling_at": None, "cancelled_at": None,
+                 "input_file_id": input_file_id, "completion_window": completion_window,
+                 "status": "validating", "created_at": now,
+                 "expires_at": now + round(window_s),
                  "request_counts": {"total": 0, "completed": 0, "failed": 0},
                  "metadata": metadata}
         self.save_batch(batch)
@@ -106,16 +116,9 @@ class BatchStore:
         if not 1 <= limit <= 100:
             raise invalid("'limit' must be between 1 and 100", param="limit")
         batches = sorted(self._list_json("batches"), key=lambda b: b["id"], reverse=True)
-        if after is not None:
-            ids = [b["id"] for b in batches]
-            if after not in ids:
-                raise invalid(f"no batch {after!r} to list after", param="after")
-            batches = batches[ids.index(after) + 1:]
-        page = [self.view(b) for b in batches[:limit]]
-        return {"object": "list", "data": page,
-                "first_id": page[0]["id"] if page else None,
-                "last_id": page[-1]["id"] if page else None,
-                "has_more": len(batches) > limit}
+        page = _page(batches, after, limit, "batch")
+        page["data"] = [self.view(b) for b in page["data"]]
+        return page
 
     def request_cancel(self, batch_id: str) -> dict[str, Any]:
         """Mark a batch for cancelling; the runner, the batch's only writer, acts on it."""
@@ -130,11 +133,13 @@ class BatchStore:
         return info.type == pafs.FileType.File
 
     def view(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """The batch as clients see it: ``cancelling`` once asked, until the runner is done."""
+        """The batch as clients see it: ``cancelling`` once asked, until the runner is done;
+        fields without a value absent (batches stored by older versions held nulls)."""
         if batch["status"] in FINAL_STATES or not self.cancel_requested(batch["id"]):
-            return batch
+            return _present(batch)
         asked = int(self._read(f"batches/{batch['id']}.cancel") or 0)
-        return {**batch, "status": "cancelling", "cancelling_at": batch["cancelling_at"] or asked}
+        return _present({**batch, "status": "cancelling",
+                         "cancelling_at": batch.get("cancelling_at") or asked})
 
     def pending_batches(self) -> list[dict[str, Any]]:
         """Batches not yet in a final state, oldest first: the runner's work."""
@@ -190,6 +195,27 @@ class BatchStore:
                 except (FileNotFoundError, ValueError):  # deleted or moved meanwhile
                     continue
         return out
+
+
+def _present(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` without null fields: OpenAI's schemas type them and allow no null, except
+    a batch's ``metadata``."""
+    return {k: v for k, v in record.items() if v is not None or k == "metadata"}
+
+
+def _page(items: list[dict[str, Any]], after: str | None, limit: int,
+          kind: str) -> dict[str, Any]:
+    """OpenAI's cursor page of ``items`` (already ordered): up to ``limit`` after the one
+    whose id is ``after``. ``first_id``/``last_id`` are strings (OpenAI's list schemas type
+    them so): empty for an empty page."""
+    if after is not None:
+        ids = [item["id"] for item in items]
+        if after not in ids:
+            raise invalid(f"no {kind} {after!r} to list after", param="after")
+        items = items[ids.index(after) + 1:]
+    page = items[:limit]
+    return {"object": "list", "data": page, "first_id": page[0]["id"] if page else "",
+            "last_id": page[-1]["id"] if page else "", "has_more": len(items) > limit}
 
 
 def _time_ordered() -> str:

@@ -1,12 +1,14 @@
 """Runs Batch API batches from the store to completion, resuming where a restart left them.
 
 The batch object's only writer: validating → in_progress (or failed) → finalizing →
-completed, or → cancelled once ``/cancel`` marked it. Lines are answered a part at a time
-(``PART_LINES``), each part written to the store before the next starts, so a restarted
-runner redoes at most the part it was in. Each line goes through an ``EmbeddingsService``
-exactly as a synchronous request would (``encoder.batch_lines``); the service's embedder
-decides where the work runs (in Ray: the encoders' background queue, behind interactive
-requests).
+completed, or → cancelled once ``/cancel`` marked it, or → expired when its completion window
+closes first (the lines not yet answered go to the error file as ``batch_expired``). Lines
+are answered a part at a time (``PART_LINES``), each part written to the store before the
+next starts, so a restarted runner redoes at most the part it was in. Each line goes through
+an ``EmbeddingsService`` exactly as a synchronous request would (``encoder/batches/lines.py``);
+the service's embedder decides where the work runs (in Ray: the encoders' background queue,
+behind interactive requests). A line the encoders refused for overload or could not answer
+is tried again with back-off while the window is open; only a line's own 4xx is final.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import logging
 import time
 from typing import Any
 
-from encoder.batch_lines import BatchLine, answer_line, parse_batch_file
-from encoder.batch_store import BatchStore
+from encoder.batches.lines import BatchLine, answer_line, expired_line, parse_batch_file
+from encoder.batches.store import BatchStore
 from encoder.output import render_json
 from encoder.service import EmbeddingsService
 
@@ -25,16 +27,20 @@ logger = logging.getLogger(__name__)
 
 # Lines answered together: the unit of progress, of resume and of cancellation.
 PART_LINES = 64
+# Answers worth another try: overload (429, 503), a timeout, a failed run (server faults).
+RETRIED = frozenset({429, 500, 503, 504})
+_FIRST_RETRY_S = 0.5
 
 
 class BatchRunner:
     """Moves every pending batch in ``store`` forward, one at a time."""
 
     def __init__(self, store: BatchStore, service: EmbeddingsService,
-                 max_file_bytes: int) -> None:
+                 max_file_bytes: int, retry_max_s: float = 30.0) -> None:
         self.store = store
         self.service = service
         self.max_file_bytes = max_file_bytes
+        self.retry_max_s = retry_max_s
 
     async def run_pending(self) -> None:
         """Run every batch not yet final, oldest first."""
@@ -66,31 +72,54 @@ class BatchRunner:
             await asyncio.to_thread(store.save_batch, batch)
         parts = [lines[i : i + PART_LINES] for i in range(0, len(lines), PART_LINES)]
         done = await asyncio.to_thread(store.done_parts, batch_id)
+        deadline = batch["expires_at"]
         for number, part in enumerate(parts):
             if number in done:
                 continue
-            if await asyncio.to_thread(store.cancel_requested, batch_id):
+            if time.time() >= deadline or await asyncio.to_thread(store.cancel_requested,
+                                                                   batch_id):
                 break
-            await self._run_part(batch_id, number, part)
+            await self._run_part(batch_id, number, part, deadline)
             done.add(number)
             batch["request_counts"] = await self._counts(batch_id, len(lines), done)
             await asyncio.to_thread(store.save_batch, batch)
         cancelled = await asyncio.to_thread(store.cancel_requested, batch_id)
-        if cancelled and batch["status"] != "cancelling":
+        expired = not cancelled and len(done) < len(parts)
+        if expired:  # the window closed: what is left fails as batch_expired, once
+            for number, part in enumerate(parts):
+                if number not in done:
+                    lines_out = [render_json(expired_line(line)) + b"\n" for line in part]
+                    await asyncio.to_thread(store.write_part, batch_id, number, [], lines_out)
+                    done.add(number)
+            batch["request_counts"] = await self._counts(batch_id, len(lines), done)
+        elif cancelled and batch.get("status") != "cancelling":
             batch.update(status="cancelling", cancelling_at=int(time.time()))
         elif not cancelled:
             batch.update(status="finalizing", finalizing_at=int(time.time()))
         await asyncio.to_thread(store.save_batch, batch)
         await asyncio.to_thread(self._finalize, batch, sorted(done))
-        final = "cancelled" if cancelled else "completed"
+        final = "expired" if expired else "cancelled" if cancelled else "completed"
         batch.update(status=final, **{f"{final}_at": int(time.time())})
         await asyncio.to_thread(store.save_batch, batch)
 
-    async def _run_part(self, batch_id: str, number: int, part: list[BatchLine]) -> None:
-        answers = await asyncio.gather(*(answer_line(self.service, line) for line in part))
+    async def _run_part(self, batch_id: str, number: int, part: list[BatchLine],
+                        deadline: float) -> None:
+        answers = await asyncio.gather(*(self._answer(line, deadline) for line in part))
         outputs = [render_json(out) + b"\n" for ok, out in answers if ok]
         errors = [render_json(out) + b"\n" for ok, out in answers if not ok]
         await asyncio.to_thread(self.store.write_part, batch_id, number, outputs, errors)
+
+    async def _answer(self, line: BatchLine, deadline: float) -> tuple[bool, dict]:
+        """The line's answer, tried again with back-off while the encoders refuse or fail it
+        and the window is open."""
+        delay = _FIRST_RETRY_S
+        while True:
+            ok, out = await answer_line(self.service, line)
+            if (ok or out["response"]["status_code"] not in RETRIED
+                    or time.time() + delay >= deadline):
+                return ok, out
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, self.retry_max_s)
 
     async def _counts(self, batch_id: str, total: int, done: set[int]) -> dict[str, int]:
         def count() -> dict[str, int]:

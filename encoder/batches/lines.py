@@ -93,6 +93,14 @@ async def answer_line(service: EmbeddingsService, line: BatchLine) -> tuple[bool
     }
 
 
+def expired_line(line: BatchLine) -> dict:
+    """OpenAI's error-file line for a request its batch's window closed on."""
+    return {"id": f"batch_req_{uuid.uuid4().hex}", "custom_id": line.custom_id,
+            "response": None,
+            "error": {"code": "batch_expired", "message": "This request could not be executed "
+                      "before the completion window expired."}}
+
+
 def _problem(code: str, message: str, line: int | None,
              param: str | None = None) -> dict[str, Any]:
     return {"code": code, "message": message, "param": param, "line": line}

@@ -14,10 +14,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, StrictStr
 
 from encoder.api import parse_request
-from encoder.batch_lines import ENDPOINT
-from encoder.batch_store import BatchStore
+from encoder.batches.lines import ENDPOINT
+from encoder.batches.store import BatchStore
 from encoder.errors import EmbeddingError, ErrorKind, invalid
 from encoder.request_body import read_json_body
+from encoder.settings import BatchApiSettings
 
 Wake = Callable[[], Awaitable[None]]
 
@@ -33,10 +34,11 @@ class CreateBatch(BaseModel):
     metadata: dict[StrictStr, StrictStr] | None = None
 
 
-def batch_router(store: BatchStore, wake: Wake, max_file_bytes: int,
+def batch_router(store: BatchStore, wake: Wake, settings: BatchApiSettings,
                  max_body_bytes: int) -> APIRouter:
     """The Files and Batches routes, OpenAI's shapes and errors."""
     router = APIRouter()
+    max_file_bytes = settings.max_file_bytes
 
     @router.post("/v1/files")
     async def create_file(request: Request) -> dict:
@@ -61,9 +63,9 @@ def batch_router(store: BatchStore, wake: Wake, max_file_bytes: int,
         return await asyncio.to_thread(store.create_file, name, "batch", data)
 
     @router.get("/v1/files")
-    async def list_files(purpose: str | None = None) -> dict:
-        files = await asyncio.to_thread(store.list_files, purpose)
-        return {"object": "list", "data": files, "has_more": False}
+    async def list_files(purpose: str | None = None, after: str | None = None,
+                         limit: int = 10_000, order: str = "desc") -> dict:
+        return await asyncio.to_thread(store.list_files, purpose, after, limit, order)
 
     @router.get("/v1/files/{file_id}")
     async def get_file(file_id: str) -> dict:
@@ -87,7 +89,8 @@ def batch_router(store: BatchStore, wake: Wake, max_file_bytes: int,
         if body.completion_window != "24h":
             raise invalid("'completion_window' must be '24h'", param="completion_window")
         batch = await asyncio.to_thread(store.create_batch, body.input_file_id, body.endpoint,
-                                        body.completion_window, body.metadata)
+                                        body.completion_window, body.metadata,
+                                        settings.completion_window_s)
         await wake()
         return batch
 
