@@ -38,6 +38,8 @@ IO_TASKS = {"num_cpus": 0.1}
 # an actor still waits for, and the job would run on fewer actors than it asked for.
 ACTORS_READY_S = 600
 SUMMARY = "_jina_embed_summary.json"
+# In each finished output folder ("_" keeps parquet readers away).
+DONE = "_SUCCESS"
 
 
 def local_ray_cpus() -> int:
@@ -61,10 +63,17 @@ class JobPlan:
 
 
 def list_inputs(uri: str) -> tuple[pafs.FileSystem, list[str]]:
-    """The filesystem and the input files a path, folder, glob or URI names, sorted."""
-    pattern = None
+    """The filesystem and the input files a path, folder, glob or URI names, sorted.
+
+    In a URI, ``?`` starts its options (``s3://b/docs/*.parquet?endpoint_override=...``),
+    never a glob character."""
+    pattern, options = None, ""
+    if "://" in uri and "?" in uri:
+        uri, options = uri.split("?", 1)
+        options = "?" + options
     if any(c in uri for c in "*?["):
         uri, pattern = uri.rsplit("/", 1) if "/" in uri else (".", uri)
+    uri += options
     fs, root = pafs.FileSystem.from_uri(uri) if "://" in uri else (
         pafs.LocalFileSystem(), str(PurePosixPath(uri).as_posix()))
     info = fs.get_file_info(root)
@@ -130,7 +139,7 @@ def run_job(input_uri: str, plan: JobPlan) -> dict:
         name = output_name(path, inputs)
         openai = plan.mode == "openai-batch" or (plan.mode == "auto"
                                                   and is_openai_batch(fs, path))
-        done = f"{out_root}/{name}.output.jsonl" if openai else f"{out_root}/{name}"
+        done = f"{out_root}/{name}.output.jsonl" if openai else f"{out_root}/{name}/{DONE}"
         if out_fs.get_file_info(done).type != pafs.FileType.NotFound:
             summary["skipped"].append(path)
             _say(f"{path}: already in {plan.output}, skipped")
@@ -149,7 +158,7 @@ def run_job(input_uri: str, plan: JobPlan) -> dict:
             continue
         summary["rows"] += rows
         summary["failed_rows"] += failed
-        _say(f"{path}: {rows} rows, {failed} failed -> {done}")
+        _say(f"{path}: {rows} rows, {failed} failed -> {done.removesuffix('/' + DONE)}")
     summary["seconds"] = round(time.perf_counter() - start, 2)
     # Also beside the outputs ("_" keeps parquet readers away): Ray may print to stdout too.
     _write_lines(out_fs, f"{out_root}/{SUMMARY}", [json.dumps(summary, indent=2)])
@@ -166,16 +175,18 @@ def _embed_table_file(ray, fs, path: str, out_fs, out_root: str, name: str, plan
                       threads: int) -> tuple[int, int]:
     reader = {"parquet": ray.data.read_parquet, "json": ray.data.read_json,
               "csv": ray.data.read_csv}[FORMATS[PurePosixPath(path).suffix.lower()]]
-    staging = f"{out_root}/.staging-{name}-{uuid.uuid4().hex[:8]}"
+    final = f"{out_root}/{name}"
+    # Object stores cannot rename a folder: the parquet goes where it belongs, and a marker
+    # written last says it is complete. A crashed run's partial files are cleared first.
+    out_fs.delete_dir_contents(final, missing_dir_ok=True)
     dataset = reader(path, filesystem=fs, ray_remote_args=IO_TASKS).map_batches(
         RowEncoder, batch_format="pyarrow", batch_size=plan.batch_size,
         compute=ray.data.ActorPoolStrategy(size=plan.actors), scheduling_strategy="SPREAD",
         num_cpus=plan.actor_cpus, fn_constructor_args=(plan.settings, plan.options, threads))
-    dataset.write_parquet(staging, filesystem=out_fs, ray_remote_args=IO_TASKS)
-    final = f"{out_root}/{name}"
-    out_fs.move(staging, final)  # complete: only now does a re-run skip it
+    dataset.write_parquet(final, filesystem=out_fs, ray_remote_args=IO_TASKS)
     errors = pads.dataset(final, filesystem=out_fs, format="parquet").to_table(
         columns=[ERROR]).column(ERROR)
+    _write_lines(out_fs, f"{final}/{DONE}", [])  # complete: only now does a re-run skip it
     return len(errors), errors.length() - errors.null_count
 
 
