@@ -22,13 +22,18 @@ pytestmark = pytest.mark.e2e
 TEXTS = [f"passage {i} about bulk embedding with Ray Data" for i in range(300)]
 
 
-def jina_embed(*args: str, env: dict | None = None) -> dict:
-    """Run the console script; the summary it wrote beside its outputs."""
+def jina_embed(*args: str, env: dict | None = None, summary=None) -> dict:
+    """Run the console script; the summary it wrote beside its outputs (on ``summary``'s
+    ``(filesystem, folder)`` when the output is not a local folder)."""
     done = subprocess.run([str(Path(sys.executable).with_name("jina-embed")), *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "RAY_ADDRESS": "local", "PYTHONPATH": str(ROOT),
                                "RAY_USAGE_STATS_ENABLED": "0", **(env or {})})
     assert done.returncode in (0, 1), done.stderr[-3000:]
+    if summary is not None:
+        fs, folder = summary
+        with fs.open_input_stream(f"{folder}/_jina_embed_summary.json") as stream:
+            return json.loads(stream.read())
     output = Path(args[args.index("--output") + 1])
     return json.loads((output / "_jina_embed_summary.json").read_text())
 
