@@ -26,6 +26,8 @@ from encoder.errors import EmbeddingError, ErrorKind, invalid
 
 # OpenAI's states; a batch in one of these is done.
 FINAL_STATES = {"completed", "failed", "cancelled", "expired"}
+# Reads of an object replaced meanwhile, before the error reaches the caller.
+TORN_READ_ATTEMPTS = 8
 
 
 class BatchStore:
@@ -180,10 +182,19 @@ class BatchStore:
             return stream.read()
 
     def _read_json(self, relative: str, missing: str) -> dict[str, Any]:
-        try:
-            return json.loads(self._read(relative))
-        except FileNotFoundError:
-            raise EmbeddingError(ErrorKind.NOT_FOUND, missing, code="not_found") from None
+        # An object store's reader asks an object's size, then reads that many bytes: a
+        # batch object replaced in between reads torn (never valid JSON), so read it again.
+        for attempt in range(TORN_READ_ATTEMPTS):
+            try:
+                return json.loads(self._read(relative))
+            except FileNotFoundError:
+                raise EmbeddingError(ErrorKind.NOT_FOUND, missing,
+                                     code="not_found") from None
+            except (ValueError, OSError):
+                if attempt == TORN_READ_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def _list_json(self, folder: str) -> list[dict[str, Any]]:
         infos = self.fs.get_file_info(pafs.FileSelector(f"{self.root}/{folder}"))
@@ -191,8 +202,8 @@ class BatchStore:
         for info in infos:
             if info.type == pafs.FileType.File and info.path.endswith(".json"):
                 try:
-                    out.append(json.loads(self._read(f"{folder}/{Path(info.path).name}")))
-                except (FileNotFoundError, ValueError):  # deleted or moved meanwhile
+                    out.append(self._read_json(f"{folder}/{Path(info.path).name}", ""))
+                except EmbeddingError:  # deleted meanwhile
                     continue
         return out
 

@@ -1,5 +1,8 @@
 """The Batch API's store: OpenAI's shapes, 404s, pagination, cancel marks, parts."""
 
+import itertools
+import threading
+
 import pytest
 
 from encoder.batches.store import BatchStore
@@ -60,3 +63,45 @@ def test_parts_are_complete_or_absent(store):
     assert store.part_lines("batch_x", 0, errors=False) == b"a\nb\n"
     assert store.part_lines("batch_x", 0, errors=True) == b"e\n"
     assert store.done_parts("batch_none") == set()
+
+
+def test_a_batch_replaced_while_read_on_an_object_store_reads_whole(monkeypatch):
+    """An S3 reader asks an object's size, then reads its bytes: a batch the runner replaces
+    in between must still read as one whole version (the e2e kill test got a 500 from it)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from tests.serve_process import free_port
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}").create_bucket(
+            Bucket="bucket")
+        store = BatchStore(f"s3://bucket/root?endpoint_override=127.0.0.1:{port}"
+                           "&scheme=http")
+        batch = store.create_batch(store.create_file("in", "batch", b"x\n")["id"],
+                                   "/v1/embeddings", "24h", None)
+        done = threading.Event()
+
+        def runner() -> None:  # progress of every length, as a running batch writes it
+            for i in itertools.count():
+                if done.is_set():
+                    return
+                store.save_batch({**batch, "request_counts": {
+                    "total": 10**6, "completed": i * 7919 % 10**(1 + i % 6), "failed": 0}})
+
+        writer = threading.Thread(target=runner)
+        writer.start()
+        try:
+            reads = [store.get_batch(batch["id"])["id"] for _ in range(150)]
+        finally:
+            done.set()
+            writer.join()
+        assert reads == [batch["id"]] * 150
+    finally:
+        server.stop()
