@@ -1,8 +1,8 @@
 """Long documents served as shipped: their time and memory, queries meanwhile, two at once,
 and a client that gives up.
 
-Starts the application as shipped (``serve_config.yaml``, ``args.model`` replaced, plain
-``jina-serve``) and measures, one after another:
+Starts the application as shipped (``serve_config.yaml``, ``args.model`` replaced, by plain
+``serve run``, or ``jina-serve`` with ``--launcher jina-serve``) and measures, one after another:
 1. a lone query's latency, idle (``--queries`` sequential requests);
 2. one document of ``--tokens`` token ids: its time, and the Encoder replica's peak RSS
    (VmHWM, reset first) against the model's fp32 weights, while one client sends lone
@@ -12,6 +12,7 @@ Starts the application as shipped (``serve_config.yaml``, ``args.model`` replace
    how long until the Encoder's CPU use falls idle, and the next query's status.
 
 Usage: python -m benchmarks.long_documents [--model jina-v3] [--tokens 8190]
+       [--launcher serve-run|jina-serve]
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from tests.serve_process import (
 )
 
 FIELDS = ("case", "status", "seconds", "p50_ms", "n", "ratio", "peak_rss_mb", "same_replica")
+COMMANDS = {"serve-run": ["serve", "run"], "jina-serve": None}
 QUERY = {"input": "What is the capital of Germany?", "task": "retrieval.query"}
 
 
@@ -113,11 +115,12 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=8190)
     parser.add_argument("--queries", type=int, default=30)
     parser.add_argument("--give-up", type=float, default=2.0)
+    parser.add_argument("--launcher", choices=("serve-run", "jina-serve"), default="serve-run")
     args = parser.parse_args()
     folder = model_folder(args.model).resolve()
     weights = weights_mb(folder)
     with serve_run(folder, Path(tempfile.mkdtemp(prefix="long-")), cpus=None,
-                   timeout_s=900) as service:
+                   timeout_s=900, command=COMMANDS[args.launcher]) as service:
         pid = replica_pid()
         rows = asyncio.run(scenario(service.url, pid, args.tokens, args.queries,
                                     args.give_up, weights))
