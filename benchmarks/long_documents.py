@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=8190)
     parser.add_argument("--queries", type=int, default=30)
     parser.add_argument("--give-up", type=float, default=2.0)
-    parser.add_argument("--launcher", choices=("serve-run", "jina-serve"), default="serve-run")
+    parser.add_argument("--launcher", choices=tuple(COMMANDS), default="serve-run")
     args = parser.parse_args()
     folder = model_folder(args.model).resolve()
     weights = weights_mb(folder)

@@ -7,6 +7,7 @@ import pytest
 
 from encoder.batches.store import BatchStore
 from encoder.errors import EmbeddingError
+from tests.s3_server import s3_server
 
 
 @pytest.fixture
@@ -65,25 +66,11 @@ def test_parts_are_complete_or_absent(store):
     assert store.done_parts("batch_none") == set()
 
 
-def test_a_batch_replaced_while_read_on_an_object_store_reads_whole(monkeypatch):
+def test_a_batch_replaced_while_read_on_an_object_store_reads_whole():
     """An S3 reader asks an object's size, then reads its bytes: a batch the runner replaces
     in between must still read as one whole version (the e2e kill test got a 500 from it)."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    from tests.serve_process import free_port
-
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, "test")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}").create_bucket(
-            Bucket="bucket")
-        store = BatchStore(f"s3://bucket/root?endpoint_override=127.0.0.1:{port}"
-                           "&scheme=http")
+    with s3_server() as s3:
+        store = BatchStore(s3.uri("root"))
         batch = store.create_batch(store.create_file("in", "batch", b"x\n")["id"],
                                    "/v1/embeddings", "24h", None)
         done = threading.Event()
@@ -103,5 +90,3 @@ def test_a_batch_replaced_while_read_on_an_object_store_reads_whole(monkeypatch)
             done.set()
             writer.join()
         assert reads == [batch["id"]] * 150
-    finally:
-        server.stop()

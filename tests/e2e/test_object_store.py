@@ -10,54 +10,29 @@ import os
 import signal
 import time
 
-import boto3
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
-from moto.server import ThreadedMotoServer
 from openai import OpenAI
 
 from tests.e2e.test_embed_job import jina_embed
-from tests.serve_process import free_port, replica_pid, serve_run
+from tests.s3_server import BUCKET, CREDENTIALS, s3_server
+from tests.serve_process import replica_pid, serve_run
 
 pytestmark = pytest.mark.e2e
-
-BUCKET = "embeddings"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-               "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 @pytest.fixture(scope="module")
 def s3():
-    """The S3 server, its bucket, and ``uri(path)`` for an ``s3://`` URI on it."""
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    patch = pytest.MonkeyPatch()
-    for name, value in CREDENTIALS.items():  # pyarrow in this process reads the bucket too
-        patch.setenv(name, value)
-    endpoint = f"127.0.0.1:{port}"
-    client = boto3.client("s3", endpoint_url=f"http://{endpoint}", **{
-        "aws_access_key_id": "test", "aws_secret_access_key": "test",
-        "region_name": "us-east-1"})
-    client.create_bucket(Bucket=BUCKET)
-
-    def uri(path: str) -> str:
-        return f"s3://{BUCKET}/{path}?endpoint_override={endpoint}&scheme=http"
-
-    try:
-        yield client, uri
-    finally:
-        patch.undo()
-        server.stop()
+    with s3_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def service(s3, jina_dir, tmp_path_factory):
-    _, uri = s3
     with serve_run(jina_dir, tmp_path_factory.mktemp("s3"), env=CREDENTIALS,
-                   args={"batches": {"storage": uri("batches"), "poll_s": 1}}) as running:
+                   args={"batches": {"storage": s3.uri("batches"), "poll_s": 1}}) as running:
         yield running
 
 
@@ -91,13 +66,12 @@ def custom_ids(client, file_id: str | None) -> list[str]:
 
 
 def test_the_batch_api_keeps_its_files_and_batches_in_the_bucket(s3, client):
-    boto, _ = s3
     uploaded = client.files.create(file=("in.jsonl", batch_lines(3)), purpose="batch")
     batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings",
                                   completion_window="24h")
     batch = wait_for(client, batch.id, lambda b: b.status == "completed")
     assert custom_ids(client, batch.output_file_id) == ["line-0", "line-1", "line-2"]
-    keys = {o["Key"] for o in boto.list_objects_v2(Bucket=BUCKET, Prefix="batches/")
+    keys = {o["Key"] for o in s3.client.list_objects_v2(Bucket=BUCKET, Prefix="batches/")
             ["Contents"]}
     assert f"batches/files/{uploaded.id}.data" in keys
     assert f"batches/batches/{batch.id}.json" in keys
@@ -120,12 +94,11 @@ def test_a_batchworker_killed_mid_batch_is_replaced_and_the_batch_completes(clie
 
 
 def test_jina_embed_reads_and_writes_the_bucket(s3, jina_dir):
-    _, uri = s3
-    fs, root = pafs.FileSystem.from_uri(uri("corpus/in.parquet"))
+    fs, root = pafs.FileSystem.from_uri(s3.uri("corpus/in.parquet"))
     texts = [f"document {i} in a bucket" for i in range(50)]
     pq.write_table(pa.table({"doc_id": list(range(50)), "text": texts}), root, filesystem=fs)
-    out_fs, out_root = pafs.FileSystem.from_uri(uri("vectors"))
-    summary = jina_embed("--input", uri("corpus/in.parquet"), "--output", uri("vectors"),
+    out_fs, out_root = pafs.FileSystem.from_uri(s3.uri("vectors"))
+    summary = jina_embed("--input", s3.uri("corpus/in.parquet"), "--output", s3.uri("vectors"),
                          "--model", str(jina_dir), "--actor-cpus", "1", env=CREDENTIALS,
                          summary=(out_fs, out_root))
     assert summary["rows"] == 50 and summary["failed_rows"] == 0
