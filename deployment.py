@@ -17,24 +17,24 @@ from ray.serve.config import AutoscalingContext
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
-from encoder.auth import load_api_key
-from encoder.batches.api import batch_router
+from encoder.batches.routes import batch_router
 from encoder.batches.runner import BatchRunner
 from encoder.batches.store import BatchStore
-from encoder.batching import TokenBatch
 from encoder.errors import EmbeddingError, ErrorKind
-from encoder.http_app import build_app
+from encoder.http.app import build_app
+from encoder.http.auth import load_api_key
+from encoder.ingress.service import EmbeddingsService
 from encoder.metrics import EncoderMetrics
 from encoder.model.files import resolve_model
-from encoder.scheduler import Result, Scheduler
-from encoder.service import EmbeddingsService
+from encoder.parcels import Parcel
+from encoder.scheduling.scheduler import Result, Scheduler
 from encoder.settings import ServiceSettings
 
 
 def replica_threads(settings: ServiceSettings) -> int:
-    """ORT threads for this replica: ``batching.ort_threads``, else its CPUs rounded."""
-    if settings.batching.ort_threads:
-        return settings.batching.ort_threads
+    """ORT threads for this replica: ``scheduler.ort_threads``, else its CPUs rounded."""
+    if settings.scheduler.ort_threads:
+        return settings.scheduler.ort_threads
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
     return max(1, round(cpus))
 
@@ -51,37 +51,37 @@ class Encoder:
         self.scheduler = Scheduler.load(settings, replica_threads(settings),
                                         on_run=metrics.run, on_wait=metrics.waited,
                                         memory=memory)
-        self._enqueue.set_batch_wait_timeout_s(settings.batching.batch_wait_timeout_s)
+        self._enqueue.set_batch_wait_timeout_s(settings.scheduler.call_wait_s)
 
-    async def embed(self, batch: TokenBatch) -> Result:
-        """Pooled vectors of one token batch (an ``EmbeddingError`` if its run failed).
+    async def embed(self, parcel: Parcel) -> Result:
+        """Pooled vectors of one parcel (an ``EmbeddingError`` if its run failed).
 
-        A caller that goes away (client disconnect, timeout) cancels this call; its batch
+        A caller that goes away (client disconnect, timeout) cancels this call; its parcel
         is then dropped from the queue, or its runs skipped.
         """
-        return await (await self._enqueue(batch))
+        return await (await self._enqueue(parcel))
 
-    async def embed_many(self, batches: List[TokenBatch]) -> List[Result]:
-        """``embed`` for several requests' batches in one call (the ingress groups them)."""
-        return await self.scheduler.embed(batches)
+    async def embed_many(self, parcels: List[Parcel]) -> List[Result]:
+        """``embed`` for several requests' parcels in one call (the ingress groups them)."""
+        return await self.scheduler.embed(parcels)
 
-    async def embed_background(self, batch: TokenBatch) -> Result:
-        """``embed`` for bulk work (the Batch API): it runs only while no request waits."""
-        return await self.scheduler.enqueue([batch], background=True)[0]
+    async def embed_background(self, parcel: Parcel) -> Result:
+        """``embed`` for the Batch API's work: it runs only while no request waits."""
+        return await self.scheduler.enqueue([parcel], background=True)[0]
 
     # Returns at once (the scheduler queues), so Ray's batcher never holds calls back
     # behind a running window; at most a replica's max_ongoing_requests calls per group.
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0)
-    async def _enqueue(self, batches: List[TokenBatch]) -> List[asyncio.Future]:
-        return self.scheduler.enqueue(batches)
+    async def _enqueue(self, parcels: List[Parcel]) -> List[asyncio.Future]:
+        return self.scheduler.enqueue(parcels)
 
     async def ping(self) -> bool:
         """Readiness probe used by the ingress's ``/health``."""
         return True
 
     async def record_autoscaling_stats(self) -> Dict[str, float]:
-        """Serve's custom autoscaling metric: the token batches this replica holds."""
-        return {HELD_BATCHES: self.scheduler.held()}
+        """Serve's custom autoscaling metric: the parcels this replica holds."""
+        return {HELD_PARCELS: self.scheduler.held()}
 
     async def check_health(self) -> None:
         """Ray's periodic health check, on the ONNX thread behind the running window.
@@ -106,8 +106,8 @@ class BatchWorker:
         self._wake = asyncio.Event()
         self._loop = asyncio.get_running_loop().create_task(self._run_forever())
 
-    async def _embed(self, batches: List[TokenBatch]) -> List[Result]:
-        return await _call_encoders(self._encoder.embed_background, batches)
+    async def _embed(self, parcels: List[Parcel]) -> List[Result]:
+        return await _call_encoders(self._encoder.embed_background, parcels)
 
     async def wake(self) -> None:
         """Look for work now (a batch was created or cancelled)."""
@@ -124,7 +124,7 @@ class BatchWorker:
 @serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.2})
 @serve.ingress()
 class Ingress:
-    """HTTP front: validates, admits and tokenizes; sends token batches to the encoders."""
+    """HTTP front: validates, admits and tokenizes; sends parcels to the encoders."""
 
     def __init__(self, settings: ServiceSettings, encoder: DeploymentHandle,
                  batches: DeploymentHandle) -> None:
@@ -134,19 +134,19 @@ class Ingress:
         self._batches = batches
         self._batch_store = BatchStore(settings.batches.storage)
         self.service = EmbeddingsService.for_model(settings, self._embed)
-        self._small_tokens = settings.batching.max_batch_tokens
+        self._small_tokens = settings.scheduler.max_run_tokens
 
-    async def _embed(self, batches: List[TokenBatch]) -> List[Result]:
-        if len(batches) == 1 and batches[0].tokens <= self._small_tokens:
-            return [await self._embed_grouped(batches[0])]
-        return await _call_encoders(self._encoder.embed, batches)
+    async def _embed(self, parcels: List[Parcel]) -> List[Result]:
+        if len(parcels) == 1 and parcels[0].tokens <= self._small_tokens:
+            return [await self._embed_grouped(parcels[0])]
+        return await _call_encoders(self._encoder.embed, parcels)
 
     # Small requests (one run's budget or less: queries) share a handle call, since a call
     # costs more CPU than their tokens (docs/decisions/scheduler.md). Four calls in flight
     # keep the encoder fed. A cancelled caller's share still runs: it is small.
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0, max_concurrent_batches=4)
-    async def _embed_grouped(self, batches: List[TokenBatch]) -> List[Result]:
-        return (await _call_encoders(self._encoder.embed_many, [batches]))[0]
+    async def _embed_grouped(self, parcels: List[Parcel]) -> List[Result]:
+        return (await _call_encoders(self._encoder.embed_many, [parcels]))[0]
 
     async def _wake_batches(self) -> None:
         await self._batches.wake.remote()
@@ -182,22 +182,26 @@ async def _call_encoders(method, arguments: list) -> list:
 
 # The Encoder's load for the autoscaler. Ray counts ongoing handle calls, and one grouped
 # call carries up to 64 requests: the replicas count what they hold instead.
-HELD_BATCHES = "held_token_batches"
+HELD_PARCELS = "held_parcels"
 
 
-def scale_on_held_batches(ctx: AutoscalingContext) -> Tuple[float, Dict[str, Any]]:
-    """Ray's default rule (replicas = load / ``target_ongoing_requests``) with the token
-    batches the Encoder replicas hold, plus the calls queued at handles, as the load.
+def scale_on_held_parcels(ctx: AutoscalingContext) -> Tuple[float, Dict[str, Any]]:
+    """Ray's default rule (replicas = load / ``target_ongoing_requests``) with the parcels
+    the Encoder replicas hold, plus the calls queued at handles, as the load.
 
     ``serve_config.yaml`` names it as the Encoder's ``autoscaling_config.policy``; Ray
     still applies the config's delays, factors and bounds. Until replicas report, Ray's
     default policy decides.
     """
-    held = (ctx.aggregated_metrics or {}).get(HELD_BATCHES)
+    held = (ctx.aggregated_metrics or {}).get(HELD_PARCELS)
     if not held or ctx.current_num_replicas == 0:
         return replica_queue_length_autoscaling_policy(ctx)
     load = sum(held.values()) + (ctx.total_queued_requests or 0)
     return load / ctx.config.get_target_ongoing_requests(), {}
+
+
+# Its name before 0.3: kept so operators' serve_config.yaml files keep working.
+scale_on_held_batches = scale_on_held_parcels
 
 
 def app_builder(args: ServiceSettings) -> Application:

@@ -1,4 +1,4 @@
-"""Which ``max_batch_tokens`` turns CPU into the most embeddings? The encoder core alone.
+"""Which ``max_run_tokens`` turns CPU into the most embeddings? The encoder core alone.
 
 Feeds ``Scheduler.run_window`` what a loaded encoder replica's window holds (several requests'
 token batches at once) and reports texts/s per budget, next to
@@ -14,23 +14,23 @@ import time
 from pathlib import Path
 
 from benchmarks.workloads import long_passages, raw_best_batch, short_queries
-from encoder.batching import TokenBatch, request_batches
+from encoder.ingress.tokenize import TextTokenizer
 from encoder.model.card import ModelCard
 from encoder.model.runtime import OnnxModel, served_onnx
-from encoder.scheduler import Scheduler
-from encoder.settings import BatchingSettings
-from encoder.tokenize import TextTokenizer
+from encoder.parcels import Parcel, request_parcels
+from encoder.scheduling.scheduler import Scheduler
+from encoder.settings import SchedulerSettings
 
 
 def queued_work(ids: list[list[int]], per_request: int, requests: int, budget: int,
-                task: int | None) -> list[list[TokenBatch]]:
+                task: int | None) -> list[list[Parcel]]:
     """Groups of ``requests`` requests of ``per_request`` texts, split as the ingress does."""
     groups, step = [], per_request * requests
     for start in range(0, len(ids) - step + 1, step):
         group = []
         for r in range(requests):
             request = ids[start + r * per_request : start + (r + 1) * per_request]
-            group += request_batches(task, request, budget)
+            group += request_parcels(task, request, budget)
         groups.append(group)
     return groups
 
@@ -56,8 +56,8 @@ def main() -> None:
     ceiling = raw_best_batch(model, card, ids, task)
     print(f"raw ceiling: {ceiling.texts_per_s:.2f} texts/s ({ceiling.detail})", flush=True)
     for budget in args.budgets:
-        scheduler = Scheduler(model, card, BatchingSettings(
-            max_batch_tokens=budget, sort_window_tokens=max(budget, 4096), parallel_runs=1))
+        scheduler = Scheduler(model, card, SchedulerSettings(
+            max_run_tokens=budget, sort_window_tokens=max(budget, 4096), parallel_runs=1))
         done, start = 0, time.perf_counter()
         for group in queued_work(ids, args.per_request, args.requests, budget, task):
             scheduler.run_window(group)

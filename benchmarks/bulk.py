@@ -25,11 +25,11 @@ import pyarrow.parquet as pq
 
 from benchmarks.throughput import model_folder
 from benchmarks.workloads import benchmark_texts, raw_best_batch
-from encoder.bulk import BulkOptions
+from encoder.ingress.tokenize import TextTokenizer
 from encoder.model.card import ModelCard
 from encoder.model.runtime import OnnxModel, served_onnx
 from encoder.settings import ServiceSettings
-from encoder.tokenize import TextTokenizer
+from jina_serve.bulk import BulkOptions
 from jina_serve.embed_job import JobPlan, local_ray_cpus, run_job
 
 _PAGE = 4096

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from encoder.output import embedding_items, render_json
+from encoder.ingress.output import embedding_items, render_json
 
 
 def per_call_ms(fn, n: int = 50) -> float:

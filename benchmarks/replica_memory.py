@@ -1,6 +1,6 @@
 """The Encoder replica's memory, served: idle and the peak under each load, per setting value.
 
-For each value of one ``args`` key (default ``batching.parallel_runs`` 1 and 2) the
+For each value of one ``args`` key (default ``scheduler.parallel_runs`` 1 and 2) the
 application is started as shipped (``serve_config.yaml``, ``args.model`` replaced, plain
 ``jina-serve``), and the Encoder replica's peak RSS is read from the kernel (``VmHWM``, reset
 before each load through ``/proc/<pid>/clear_refs``; needs root or the replica's owner) along
@@ -35,7 +35,7 @@ def weights_mb(folder: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="jina-v3")
-    parser.add_argument("--setting", default="batching.parallel_runs")
+    parser.add_argument("--setting", default="scheduler.parallel_runs")
     parser.add_argument("--values", type=parse_value, nargs="+", default=[1, 2])
     parser.add_argument("--load", nargs="+", default=["short:32x1", "short:8x16", "long:4x16"])
     parser.add_argument("--seconds", type=float, default=30)

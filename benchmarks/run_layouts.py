@@ -7,7 +7,7 @@ drift lands on every layout alike), on the same length-sorted runs of at most
   1x2           one session, 2 ORT threads, one run at a time
   1x2 2-at-once one session, 2 ORT threads, two runs at once (two calling threads)
   1x1 2-at-once one session, 1 ORT thread, two runs at once (a lone run gets 1 thread)
-  2+1 lanes     a 2-thread session for lone runs and a 1-thread session run by two
+  2+1 parallel     a 2-thread session for lone runs and a 1-thread session run by two
                 callers when several runs are queued (the earlier ``parallel_runs: 2``)
 
     python -m benchmarks.run_layouts --model models/jina-sized --rounds 3
@@ -26,14 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.workloads import benchmark_texts, single_run_ms
-from encoder.batching import pad
+from encoder.ingress.tokenize import TextTokenizer
 from encoder.model.card import ModelCard
-from encoder.model.runtime import OnnxModel, served_onnx
-from encoder.tokenize import TextTokenizer
+from encoder.model.runtime import OnnxModel, pad, served_onnx
 
 # layout -> (threads of the session that runs queued work, callers at once, lone-run threads)
 LAYOUTS = {"1x2": (2, 1, 2), "1x2 2-at-once": (2, 2, 2), "1x1 2-at-once": (1, 2, 1),
-           "2+1 lanes": (1, 2, 2)}
+           "2+1 parallel": (1, 2, 2)}
 TEXTS = {"short": 256, "long": 48}
 
 

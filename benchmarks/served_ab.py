@@ -3,11 +3,11 @@
 Each round starts the application once per value (or revision) and drives the same loads,
 in A B, B A order, so host drift lands on every contender alike: on a shared 2-core VM it is
 larger than most effects. A value replaces one ``args`` key of ``serve_config.yaml`` (dots
-reach into groups: ``batching.parallel_runs``). A revision is checked out into a temporary
+reach into groups: ``scheduler.parallel_runs``). A revision is checked out into a temporary
 worktree and started with its own launcher and its own ``serve_config.yaml`` (model
 replaced): what a user of that revision ran.
 
-    python -m benchmarks.served_ab --setting batching.sort_window_tokens --values 512 4096
+    python -m benchmarks.served_ab --setting scheduler.sort_window_tokens --values 512 4096
     python -m benchmarks.served_ab --revisions 153f1ef HEAD \\
         --load short:32x1 short:8x16 long:4x16 short:1x1
 """
@@ -69,7 +69,7 @@ def launcher(root: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="jina-sized")
-    parser.add_argument("--setting", default="batching.sort_window_tokens",
+    parser.add_argument("--setting", default="scheduler.sort_window_tokens",
                         help="an args key (dots for groups)")
     parser.add_argument("--values", type=parse_value, nargs="+", default=[512, 4096])
     parser.add_argument("--revisions", nargs="+", help="compare these commits instead")

@@ -5,7 +5,7 @@ One run, one model, the same texts for every mode:
   raw batched    best fixed batch size over length-sorted texts: the in-process ceiling
   raw fixed batch  (long only) best fixed batch size in arrival order, as a script batches:
                  the issue's "best fixed-batch raw" reference for passages
-  raw 2 lanes    raw batched's best size, sorted, two 1-thread runs at once on one session:
+  raw 2 parallel    raw batched's best size, sorted, two 1-thread runs at once on one session:
                  the in-process form of the encoder's ``parallel_runs: 2``
   served NxK     the real application (serve_config.yaml and its CPU shares) with N HTTP
                  clients each sending K texts per request; clients share the machine's cores
@@ -31,13 +31,13 @@ from benchmarks.jina_sized_model import build_jina_sized
 from benchmarks.plots import plot_throughput, write_csv
 from benchmarks.soak import serve_rss_mb
 from benchmarks.workloads import Measured, benchmark_texts, raw_best_batch, raw_single, served
-from encoder.batching import TokenBatch
+from encoder.ingress.tokenize import TextTokenizer
 from encoder.model.card import ModelCard
 from encoder.model.runtime import OnnxModel, served_onnx
+from encoder.parcels import Parcel
 from encoder.pooling import l2_normalize
-from encoder.scheduler import Scheduler
-from encoder.settings import BatchingSettings
-from encoder.tokenize import TextTokenizer
+from encoder.scheduling.scheduler import Scheduler
+from encoder.settings import SchedulerSettings
 from tests.models import build_jina_tiny, build_jina_v3_graph, build_minilm
 from tests.serve_process import serve_run
 
@@ -53,7 +53,7 @@ CEILING_TEXTS = {"short": 512, "long": 64}
 # raw_best_batch's). Arrival order for long passages: 1 is often best unsorted (no padding).
 BATCHED = {("short", "raw batched"): (True, None), ("long", "raw batched"): (True, None),
            ("long", "raw fixed batch"): (False, (1, 4, 16))}
-LANES = "raw 2 lanes"
+LANES = "raw 2 parallel"
 LAYOUTS = {
     "1x2": None,
     "1x1": {"Encoder": {"autoscaling_config": {"min_replicas": 1, "max_replicas": 1},
@@ -106,7 +106,7 @@ def main() -> None:
                                  f"{result.texts_per_s:.1f} texts/s")
         progress.update()
 
-    def measure_raw(model: OnnxModel, lanes: OnnxModel,
+    def measure_raw(model: OnnxModel, parallel: OnnxModel,
                     sizes: dict[tuple[str, str], tuple[int, ...]] | None = None,
                     ) -> dict[tuple[str, str], Measured]:
         raw_best_batch(model, card, ids["short"][:64], task, sizes=(8,))  # warm-up
@@ -121,21 +121,21 @@ def main() -> None:
                                                    **({"sizes": chosen} if chosen else {}))
             if mode == "raw batched":
                 size = found[workload, mode].batch_size
-                found[workload, LANES] = raw_best_batch(lanes, card, sample, task,
+                found[workload, LANES] = raw_best_batch(parallel, card, sample, task,
                                                         sizes=(size,), callers=2)
         return found
 
     for precision in args.precisions:
         onnx = served_onnx(folder / "onnx/model.onnx", card, int8=precision == "int8")
         model = OnnxModel(onnx, threads=2)
-        lanes = OnnxModel(onnx, threads=1)
-        raw_before = measure_raw(model, lanes)
-        scheduler = Scheduler(model, card, BatchingSettings(max_batch_tokens=16_384,
+        parallel = OnnxModel(onnx, threads=1)
+        raw_before = measure_raw(model, parallel)
+        scheduler = Scheduler(model, card, SchedulerSettings(max_run_tokens=16_384,
                                                             sort_window_tokens=16_384))
         sample = ids["short"][:32] + ids["long"][:32]
         vectors[precision] = l2_normalize(
-            scheduler.run_window([TokenBatch.from_lists(task, sample)])[0])
-        del model, lanes, scheduler
+            scheduler.run_window([Parcel.from_lists(task, sample)])[0])
+        del model, parallel, scheduler
         serve_args = {"quantize": "int8"} if precision == "int8" else {}
         with serve_run(folder, workdir, args=serve_args, cpus=None, timeout_s=900,
                        deployments=LAYOUTS[args.layout]) as service:
@@ -198,7 +198,7 @@ def print_targets(rows: list[dict], vectors: dict, notes: dict, weights_mb: floa
           f"{get('fp32', 'long', 'served 4x16') / ceiling_long:.2f})")
     for workload, load in (("short", "32x1"), ("short", "8x16"), ("long", "4x16")):
         best = max(get("fp32", workload, "raw batched"), get("fp32", workload, LANES))
-        print(f"  (served {load} / best in-process layout incl. 2 lanes, {workload}: "
+        print(f"  (served {load} / best in-process layout incl. 2 parallel, {workload}: "
               f"{get('fp32', workload, f'served {load}') / best:.2f})")
     gap = get("fp32", "short", "served 1x1", "p50_ms") - get("fp32", "short", "raw single",
                                                               "p50_ms")

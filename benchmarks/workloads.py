@@ -13,9 +13,8 @@ from dataclasses import dataclass
 import aiohttp
 import numpy as np
 
-from encoder.batching import pad
 from encoder.model.card import ModelCard
-from encoder.model.runtime import OnnxModel
+from encoder.model.runtime import OnnxModel, pad
 from tests.serve_process import memory_mb
 
 

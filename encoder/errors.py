@@ -1,8 +1,9 @@
 """Domain errors, and the one table that maps them to HTTP status and OpenAI's error type.
 
-The core raises ``EmbeddingError`` with an ``ErrorKind``; only ``http_error`` (used by the
-HTTP app and by the Batch API's output lines) turns a kind into a status. Clients see
-OpenAI's envelope: ``{"error": {"message", "type", "param", "code"}}``.
+The core raises ``EmbeddingError`` with an ``ErrorKind``; ``HTTP_STATUS`` below is the one
+place a kind becomes a status (``EmbeddingError.status``, read by the HTTP app and by the
+Batch API's output lines). Clients see OpenAI's envelope:
+``{"error": {"message", "type", "param", "code"}}``.
 """
 
 from __future__ import annotations

@@ -62,30 +62,29 @@ class IngressMetrics:
 
 
 class EncoderMetrics:
-    """How the encoder batches: run sizes, padded tokens, queue wait and ONNX time."""
+    """How the encoder runs: sequences and padded tokens per run, queue wait, run time."""
 
     def __init__(self) -> None:
         m = _serve_metrics()
         if m is None:
-            self.batch_size = self.batch_tokens = self.queue_wait = self.onnx = _NoMetric()
+            self.sequences = self.tokens = self.queue_wait = self.duration = _NoMetric()
             return
-        self.batch_size = m.Histogram("embeddings_batch_size", "Sequences per ONNX run.",
-                                      boundaries=_SIZE_BOUNDARIES)
-        self.batch_tokens = m.Histogram("embeddings_batch_tokens", "Padded tokens (longest "
-                                        "x sequences) per ONNX run.",
-                                        boundaries=_TOKEN_BOUNDARIES)
-        self.queue_wait = m.Histogram("embeddings_queue_wait_ms", "Time a token batch waits "
-                                      "in the encoder replica before its ONNX run starts.",
+        self.sequences = m.Histogram("embeddings_run_sequences", "Sequences per ONNX run.",
+                                     boundaries=_SIZE_BOUNDARIES)
+        self.tokens = m.Histogram("embeddings_run_tokens", "Padded tokens (longest x "
+                                  "sequences) per ONNX run.", boundaries=_TOKEN_BOUNDARIES)
+        self.queue_wait = m.Histogram("embeddings_queue_wait_ms", "Time a parcel waits in the "
+                                      "encoder replica before its ONNX run starts.",
                                       boundaries=_MS_BOUNDARIES)
-        self.onnx = m.Histogram("embeddings_onnx_ms", "Duration of one ONNX run.",
-                                boundaries=_MS_BOUNDARIES)
+        self.duration = m.Histogram("embeddings_run_ms", "Duration of one ONNX run.",
+                                    boundaries=_MS_BOUNDARIES)
 
     def run(self, sequences: int, padded_tokens: int, seconds: float) -> None:
-        """Record one ONNX run (called by the pipeline)."""
-        self.batch_size.observe(sequences)
-        self.batch_tokens.observe(padded_tokens)
-        self.onnx.observe(seconds * 1000.0)
+        """Record one ONNX run (called by the scheduler's executor)."""
+        self.sequences.observe(sequences)
+        self.tokens.observe(padded_tokens)
+        self.duration.observe(seconds * 1000.0)
 
     def waited(self, seconds: float) -> None:
-        """Record how long a token batch waited for its run."""
+        """Record how long a parcel waited for its run."""
         self.queue_wait.observe(seconds * 1000.0)

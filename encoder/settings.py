@@ -1,38 +1,59 @@
 """All options of the service in one pydantic model: YAML ``args`` are validated here once.
 
 Defaults live here and nowhere else; ``serve_config.yaml`` carries only what an operator tunes.
+Options renamed since a release keep their old names as deprecated aliases (``_RENAMED``).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import logging
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+logger = logging.getLogger(__name__)
 
-class BatchingSettings(BaseModel):
-    """How an encoder replica batches (``args.batching``): latency against throughput.
+
+def _renamed(data: Any, renamed: dict[str, str], where: str) -> Any:
+    """``data`` with deprecated keys moved to their new names, each logged once per load."""
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    for old, new in renamed.items():
+        if old in data:
+            if new in data:
+                raise ValueError(f"{where}{old} is the deprecated name of {where}{new}: "
+                                 "give one of them")
+            logger.warning("%s%s is deprecated; use %s%s", where, old, where, new)
+            data[new] = data.pop(old)
+    return data
+
+
+class SchedulerSettings(BaseModel):
+    """How an encoder replica's scheduler groups work into ONNX runs (``args.scheduler``):
+    latency against throughput.
 
     The figures behind each default are in docs/decisions/scheduler.md.
 
-    max_batch_tokens: padded tokens (longest input x inputs) per ONNX run. Long passages run
+    max_run_tokens: padded tokens (longest input x inputs) per ONNX run. Long passages run
       faster per text in small runs (attention and cache misses grow with the run); short
       queries are flat from 512 up. An input longer than the budget is a long input: it
-      runs alone, in the encoder's long lane (one at a time, on all ``ort_threads``, while
-      short work goes on beside it), if its run fits the replica's memory.
+      runs alone, from the encoder's long queue (one at a time, on all ``ort_threads``,
+      while short work goes on beside it), if its run fits the replica's memory.
     sort_window_tokens: tokens the scheduler takes from its queue at once. It sorts them all
       by length before packing runs, so runs hold inputs of near-equal length and pad
       little. Larger windows pad less but return their requests together at the window's
-      end. The ingress splits requests into pieces of at most this many tokens, so a big
+      end. The ingress splits requests into parcels of at most this many tokens, so a big
       request queues at most this much ahead of a query arriving after it. Must be at
-      least ``max_batch_tokens``.
-    batch_wait_timeout_s: how long ``@serve.batch`` waits for more calls before handing
-      what it has to the scheduler. 0 still batches under load (calls that arrive during a
-      run join the next window); a wait only delays a lone request.
+      least ``max_run_tokens``.
+    call_wait_s: how long the Encoder waits for more calls before handing what it has to
+      the scheduler (Ray's ``@serve.batch`` ``batch_wait_timeout_s``). 0 still groups under
+      load (calls that arrive during a run join the next window); a wait only delays a lone
+      request.
     ort_threads: ONNX Runtime threads per encoder replica (None: the replica's
       ``num_cpus``, rounded, at least 1). More threads than CPUs slows every replica.
     parallel_runs: ONNX runs a replica executes at once when its window holds several,
-      each on its own thread of one session of ``ort_threads // parallel_runs`` threads. A
+      each on its own thread of the parallel session (``ort_threads // parallel_runs`` threads). A
       run shares no barrier with the others, so a core taken for a moment (by Ray's own
       processes, the ingress) stalls one run, not all: +15-20% for one-query requests on
       jina-v3. The cost: the second session holds its own packed weights (a jina-v3 replica
@@ -42,17 +63,23 @@ class BatchingSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_batch_tokens: int = Field(default=512, ge=1)
+    max_run_tokens: int = Field(default=512, ge=1)
     sort_window_tokens: int = Field(default=4096, ge=1)
-    batch_wait_timeout_s: float = Field(default=0.0, ge=0.0)
+    call_wait_s: float = Field(default=0.0, ge=0.0)
     ort_threads: int | None = Field(default=None, ge=1)
     parallel_runs: int = Field(default=2, ge=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated_names(cls, data: Any) -> Any:
+        return _renamed(data, {"max_batch_tokens": "max_run_tokens",
+                               "batch_wait_timeout_s": "call_wait_s"}, "scheduler.")
+
     @model_validator(mode="after")
-    def _window_holds_a_run(self) -> BatchingSettings:
-        if self.sort_window_tokens < self.max_batch_tokens:
+    def _window_holds_a_run(self) -> SchedulerSettings:
+        if self.sort_window_tokens < self.max_run_tokens:
             raise ValueError(f"sort_window_tokens ({self.sort_window_tokens}) must be at least "
-                             f"max_batch_tokens ({self.max_batch_tokens})")
+                             f"max_run_tokens ({self.max_run_tokens})")
         return self
 
 
@@ -126,7 +153,8 @@ class ServiceSettings(BaseModel):
       api_key_file: file holding the API key; the environment variable
         ``EMBEDDINGS_API_KEY`` takes precedence. With neither, the service is open.
 
-    Batching: ``batching`` (``BatchingSettings``). Batch API: ``batches`` (``BatchApiSettings``).
+    Scheduler: ``scheduler`` (``SchedulerSettings``; ``batching`` is its deprecated name).
+    Batch API: ``batches`` (``BatchApiSettings``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -151,5 +179,14 @@ class ServiceSettings(BaseModel):
 
     api_key_file: str | None = None
 
-    batching: BatchingSettings = BatchingSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
     batches: BatchApiSettings = BatchApiSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated_names(cls, data: Any) -> Any:
+        return _renamed(data, {"batching": "scheduler"}, "")
+
+    def input_token_limit(self, model_limit: int) -> int:
+        """Most tokens one input may have: the model's own limit, or ``max_tokens`` below it."""
+        return min(model_limit, self.max_tokens or model_limit)

@@ -141,8 +141,8 @@ def embed_main(argv: list[str] | None = None) -> None:
 
     import ray
 
-    from encoder.bulk import BulkOptions
     from encoder.settings import ServiceSettings
+    from jina_serve.bulk import BulkOptions
     from jina_serve.embed_job import JobPlan, local_ray_cpus, run_job
 
     options = embed_parser().parse_args(argv)

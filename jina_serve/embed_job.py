@@ -27,8 +27,8 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
 from encoder.batches.lines import parse_batch_file
-from encoder.bulk import ERROR, BulkOptions, LineAnswerer, RowEncoder
 from encoder.settings import ServiceSettings
+from jina_serve.bulk import ERROR, BulkOptions, LineAnswerer, RowEncoder
 
 FORMATS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
 # Reading and writing files is light next to ONNX: their tasks must fit beside the encoder

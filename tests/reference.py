@@ -2,7 +2,7 @@
 
 Written from the model card, not from the service's code: prefix -> tokenize (one text, no
 padding) -> ONNX -> attention-mask mean -> L2 normalise -> truncate -> renormalise. The
-service must match it whatever its batching does.
+service must match it however it groups inputs into runs.
 """
 
 from __future__ import annotations

@@ -1,24 +1,25 @@
-"""Building schedulers and token batches for the scheduler's tests."""
+"""Building schedulers and parcels for the scheduler's tests."""
 
-from encoder.batching import TokenBatch
 from encoder.model.card import ModelCard
 from encoder.model.runtime import OnnxModel, served_onnx
-from encoder.scheduler import Scheduler
-from encoder.settings import BatchingSettings
+from encoder.parcels import Parcel
+from encoder.scheduling.scheduler import Scheduler
+from encoder.settings import SchedulerSettings
 
 
-def make_scheduler(folder, budget=16_384, lanes=1, window=None, **options) -> Scheduler:
-    """A scheduler of ``lanes`` one-thread sessions; ``options``: observers, ``memory``."""
+def make_scheduler(folder, budget=16_384, parallel=1, window=None, **options) -> Scheduler:
+    """A scheduler on one-thread sessions, with a parallel session for ``parallel`` runs at
+    once if above 1; ``options``: observers, ``memory``."""
     card = ModelCard.from_folder(folder)
     path = served_onnx(folder / "onnx/model.onnx", card)
-    batching = BatchingSettings(max_batch_tokens=budget, parallel_runs=lanes,
-                                sort_window_tokens=window or max(budget, 4096))
-    return Scheduler(OnnxModel(path, threads=1), card, batching,
-                     OnnxModel(path, threads=1) if lanes > 1 else None, **options)
+    settings = SchedulerSettings(max_run_tokens=budget, parallel_runs=parallel,
+                                 sort_window_tokens=window or max(budget, 4096))
+    return Scheduler(OnnxModel(path, threads=1), card, settings,
+                     OnnxModel(path, threads=1) if parallel > 1 else None, **options)
 
 
-def batch(task, sequences) -> TokenBatch:
-    return TokenBatch.from_lists(task, sequences)
+def parcel(task, sequences) -> Parcel:
+    return Parcel.from_lists(task, sequences)
 
 
 def tokens(*lengths):

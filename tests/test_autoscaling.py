@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from ray.serve.config import AutoscalingConfig, AutoscalingContext
 
-from deployment import HELD_BATCHES, Encoder, scale_on_held_batches
+from deployment import HELD_PARCELS, Encoder, scale_on_held_parcels
 from jina_serve.config import derive_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,7 +28,7 @@ def _context(held: dict[str, float] | None, replicas: int = 1, handle_calls: flo
     deployment = "embeddings#Encoder"
     running = [f"replica-{i}" for i in range(replicas)]
     config = AutoscalingConfig(min_replicas=1, max_replicas=8, target_ongoing_requests=target)
-    metrics = {} if held is None else {HELD_BATCHES: {running[i]: v for i, v in
+    metrics = {} if held is None else {HELD_PARCELS: {running[i]: v for i, v in
                                                       enumerate(held.values())}}
     return AutoscalingContext(
         deployment_id=deployment, deployment_name="Encoder", app_name="embeddings",
@@ -41,29 +41,29 @@ def _context(held: dict[str, float] | None, replicas: int = 1, handle_calls: flo
 
 def test_held_batches_not_handle_calls_set_the_replicas() -> None:
     """Four grouped calls carrying 64 queries: 64 / 16 = 4 replicas, not 4 / 16."""
-    replicas, _ = scale_on_held_batches(_context({"a": 64}, handle_calls=4))
+    replicas, _ = scale_on_held_parcels(_context({"a": 64}, handle_calls=4))
     assert replicas == 4
 
 
 def test_calls_queued_at_handles_add_to_the_load() -> None:
-    replicas, _ = scale_on_held_batches(_context({"a": 16, "b": 16}, replicas=2, queued=32))
+    replicas, _ = scale_on_held_parcels(_context({"a": 16, "b": 16}, replicas=2, queued=32))
     assert replicas == 4
 
 
 def test_idle_replicas_ask_for_none() -> None:
-    replicas, _ = scale_on_held_batches(_context({"a": 0, "b": 0}, replicas=2, handle_calls=0))
+    replicas, _ = scale_on_held_parcels(_context({"a": 0, "b": 0}, replicas=2, handle_calls=0))
     assert replicas == 0  # Ray's wrapper then applies min_replicas and the downscale delay
 
 
 def test_without_reports_ray_default_policy_decides() -> None:
-    replicas, _ = scale_on_held_batches(_context(None, handle_calls=48))
+    replicas, _ = scale_on_held_parcels(_context(None, handle_calls=48))
     assert replicas == 3
 
 
 def test_shipped_config_names_the_policy_and_ray_imports_it() -> None:
     autoscaling = _encoder_section(SHIPPED)["autoscaling_config"]
     config = AutoscalingConfig(**autoscaling)
-    assert config.policy.policy_function == "deployment:scale_on_held_batches"
+    assert config.policy.policy_function == "deployment:scale_on_held_parcels"
     assert config.policy.get_policy()(_context({"a": 32})) == (2, {})
 
 

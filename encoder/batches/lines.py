@@ -15,9 +15,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from encoder.api import parse_embedding_request
 from encoder.errors import EmbeddingError
-from encoder.service import EmbeddingsService
+from encoder.ingress.schemas import parse_embedding_request
+from encoder.ingress.service import EmbeddingsService
 
 ENDPOINT = "/v1/embeddings"
 MAX_LINES = 50_000  # OpenAI's limit per batch

@@ -20,8 +20,8 @@ from typing import Any
 
 from encoder.batches.lines import BatchLine, answer_line, expired_line, parse_batch_file
 from encoder.batches.store import BatchStore
-from encoder.output import render_json
-from encoder.service import EmbeddingsService
+from encoder.ingress.output import render_json
+from encoder.ingress.service import EmbeddingsService
 
 logger = logging.getLogger(__name__)
 

@@ -1,22 +1,20 @@
-"""One ONNX Runtime session and the discovery of its inputs and outputs."""
+"""One ONNX Runtime session: its inputs and outputs discovered, one padded run, pooled."""
 
 from __future__ import annotations
 
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from encoder.batching import pad
 from encoder.model.attention import has_flash_branch
 from encoder.model.card import ModelCard
-from encoder.model.files import ModelFiles
 from encoder.model.prepare import prepared_model, state_output
-from encoder.model.quantize import needs_saturation_guard, quantized_model
+from encoder.model.quantize import quantized_model
 from encoder.pooling import POOLERS, span_means
-from encoder.settings import ServiceSettings
 
 _KNOWN_INPUTS = {"input_ids", "attention_mask", "token_type_ids", "task_id"}
 _NP_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
@@ -134,18 +132,12 @@ def served_onnx(source: Path, card: ModelCard, int8: bool = False) -> Path:
     return quantized_model(onnx) if int8 else onnx
 
 
-def open_sessions(files: ModelFiles, card: ModelCard, settings: ServiceSettings,
-                  threads: int) -> tuple[OnnxModel, OnnxModel | None]:
-    """The model's session on ``threads`` ORT threads, plus the lane session of
-    ``threads // parallel_runs`` threads when parallel runs are on (else None), both on
-    ``served_onnx``."""
-    assert files.onnx is not None
-    int8 = settings.quantize == "int8"
-    onnx = served_onnx(files.onnx, card, int8)
-    guard = int8 and needs_saturation_guard()
-    lane_count = min(settings.batching.parallel_runs, threads)
-    logger.info("loading %s with %d ORT thread(s)%s%s", onnx, threads,
-                f", {lane_count} parallel runs" if lane_count > 1 else "",
-                ", U8S8 saturation guard (no VNNI)" if guard else "")
-    lanes = OnnxModel(onnx, threads // lane_count, guard) if lane_count > 1 else None
-    return OnnxModel(onnx, threads, guard), lanes
+def pad(sequences: Sequence[np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad to a ``[batch, longest]`` int64 id matrix and its attention mask."""
+    longest = max(len(s) for s in sequences)
+    ids = np.full((len(sequences), longest), pad_id, dtype=np.int64)
+    mask = np.zeros((len(sequences), longest), dtype=np.int64)
+    for row, sequence in enumerate(sequences):
+        ids[row, : len(sequence)] = sequence
+        mask[row, : len(sequence)] = 1
+    return ids, mask

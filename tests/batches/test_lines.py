@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from encoder.batches.lines import BatchLine, answer_line, parse_batch_file
+from encoder.ingress.service import EmbeddingsService
+from encoder.ingress.tokenize import TextTokenizer
 from encoder.model.card import ModelCard
-from encoder.service import EmbeddingsService
 from encoder.settings import ServiceSettings
-from encoder.tokenize import TextTokenizer
 from tests.reference import cosine
-from tests.test_scheduler import make_scheduler
+from tests.schedulers import make_scheduler
 
 
 def line(custom_id="a", url="/v1/embeddings", body=None, **extra) -> bytes:

@@ -10,18 +10,13 @@ from encoder.batches import runner as batch_runner
 from encoder.batches.runner import BatchRunner
 from encoder.batches.store import BatchStore
 from encoder.errors import EmbeddingError, ErrorKind
+from encoder.ingress.service import EmbeddingsService
+from encoder.ingress.tokenize import TextTokenizer
 from encoder.model.card import ModelCard
-from encoder.service import EmbeddingsService
 from encoder.settings import ServiceSettings
-from encoder.tokenize import TextTokenizer
+from tests.clients import batch_file, line_text
 from tests.reference import cosine
-from tests.test_scheduler import make_scheduler
-
-
-def batch_file(count: int, bad: tuple[int, ...] = ()) -> bytes:
-    lines = [{"custom_id": f"c{i}", "method": "POST", "url": "/v1/embeddings",
-              "body": {"input": "" if i in bad else f"text number {i}"}} for i in range(count)]
-    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+from tests.schedulers import make_scheduler
 
 
 class Counting:
@@ -66,7 +61,7 @@ def test_a_batch_completes_with_its_output_and_error_files(world, jina_reference
     outputs = [json.loads(x) for x in store.file_content(batch["output_file_id"]).splitlines()]
     assert [o["custom_id"] for o in outputs] == ["c0", "c1", "c2", "c4"]
     vector = outputs[1]["response"]["body"]["data"][0]["embedding"]
-    assert cosine(np.asarray(vector), jina_reference.embed("text number 1")) >= 0.99999
+    assert cosine(np.asarray(vector), jina_reference.embed(line_text(1))) >= 0.99999
     errors = [json.loads(x) for x in store.file_content(batch["error_file_id"]).splitlines()]
     assert [e["custom_id"] for e in errors] == ["c3"]
     assert errors[0]["response"]["status_code"] == 400

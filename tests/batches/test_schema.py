@@ -7,24 +7,12 @@ The routes run in-process over HTTP (FastAPI's test client) with the real store 
 through every state a batch can end in.
 """
 
-import asyncio
 import json
 from pathlib import Path
 
-import pytest
-from fastapi.testclient import TestClient
 from jsonschema import Draft202012Validator
 
-from encoder.batches.api import batch_router
-from encoder.batches.runner import BatchRunner
-from encoder.batches.store import BatchStore
-from encoder.http_app import build_app
-from encoder.model.card import ModelCard
-from encoder.service import EmbeddingsService
-from encoder.settings import BatchApiSettings, ServiceSettings
-from encoder.tokenize import TextTokenizer
-from tests.batches.test_runner import batch_file
-from tests.schedulers import make_scheduler
+from tests.clients import batch_file
 
 OPENAI = json.loads((Path(__file__).parent / "openai_schemas.json").read_text())
 
@@ -35,30 +23,6 @@ def conforms(body: dict, schema: str) -> None:
     problems = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
                 for e in validator.iter_errors(body)]
     assert not problems, (schema, problems, body)
-
-
-async def _ready() -> bool:
-    return True
-
-
-@pytest.fixture
-def api(jina_dir, tmp_path):
-    store = BatchStore(str(tmp_path / "store"))
-    settings = ServiceSettings(model=str(jina_dir))
-    service = EmbeddingsService(settings, ModelCard.from_folder(jina_dir),
-                                TextTokenizer(jina_dir), make_scheduler(jina_dir).embed)
-    runner = BatchRunner(store, service, max_file_bytes=1 << 20)
-
-    async def wake() -> None:
-        return None
-
-    router = batch_router(store, wake, BatchApiSettings(storage=str(tmp_path)), 1 << 20)
-    client = TestClient(build_app(service, _ready, None, router))
-
-    def run(batch_id: str) -> None:
-        asyncio.run(runner.run(batch_id))
-
-    return client, store, run
 
 
 def upload(client, data: bytes) -> dict:

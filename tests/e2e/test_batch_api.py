@@ -13,27 +13,15 @@ import openai
 import pytest
 from openai import OpenAI
 
+from tests.clients import batch_file, line_text, wait_for_batch
 from tests.reference import cosine
 from tests.serve_process import serve_run
 
 pytestmark = pytest.mark.e2e
 
 
-def batch_file(count: int, bad: tuple[int, ...] = (), words: int = 6) -> bytes:
-    lines = [{"custom_id": f"c{i}", "method": "POST", "url": "/v1/embeddings",
-              "body": {"input": "" if i in bad else " ".join([f"line {i}"] * words),
-                       "task": "retrieval.passage"}} for i in range(count)]
-    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
-
-
-def wait_for(client: OpenAI, batch_id: str, states: set[str], timeout_s: float = 180):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        batch = client.batches.retrieve(batch_id)
-        if batch.status in states:
-            return batch
-        time.sleep(0.3)
-    raise AssertionError(f"batch still {batch.status} after {timeout_s}s")
+def passages(count: int, bad: tuple[int, ...] = (), repeat: int = 6) -> bytes:
+    return batch_file(count, bad, repeat, task="retrieval.passage")
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +36,14 @@ def client(service):
 
 
 def test_a_batch_through_the_sdk(client, jina_reference):
-    uploaded = client.files.create(file=("requests.jsonl", batch_file(40, bad=(7,))),
+    uploaded = client.files.create(file=("requests.jsonl", passages(40, bad=(7,))),
                                    purpose="batch")
     assert uploaded.purpose == "batch" and uploaded.bytes > 0
     assert client.files.retrieve(uploaded.id).filename == "requests.jsonl"
     batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings",
                                   completion_window="24h", metadata={"job": "test"})
     assert batch.status == "validating" and batch.metadata == {"job": "test"}
-    done = wait_for(client, batch.id, {"completed", "failed"})
+    done = wait_for_batch(client, batch.id, lambda b: b.status in {"completed", "failed"})
     assert done.status == "completed", done.errors
     assert (done.request_counts.total, done.request_counts.completed,
             done.request_counts.failed) == (40, 39, 1)
@@ -63,7 +51,7 @@ def test_a_batch_through_the_sdk(client, jina_reference):
     assert [o["custom_id"] for o in outputs] == [f"c{i}" for i in range(40) if i != 7]
     first = outputs[0]["response"]
     assert first["status_code"] == 200 and first["body"]["model"] == "jina-embeddings-v3"
-    want = jina_reference.embed(" ".join(["line 0"] * 6), "retrieval.passage")
+    want = jina_reference.embed(line_text(0, 6), "retrieval.passage")
     assert cosine(np.asarray(first["body"]["data"][0]["embedding"]), want) >= 0.99999
     errors = [json.loads(x) for x in client.files.content(done.error_file_id).text.splitlines()]
     assert errors[0]["custom_id"] == "c7"
@@ -75,11 +63,11 @@ def test_a_batch_through_the_sdk(client, jina_reference):
 
 
 def test_validation_failures_as_openai_reports_them(client):
-    bad = batch_file(3) + batch_file(1)  # c0 twice
+    bad = passages(3) + passages(1)  # c0 twice
     uploaded = client.files.create(file=("dup.jsonl", bad), purpose="batch")
     batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings",
                                   completion_window="24h")
-    failed = wait_for(client, batch.id, {"failed", "completed"})
+    failed = wait_for_batch(client, batch.id, lambda b: b.status in {"failed", "completed"})
     assert failed.status == "failed"
     assert failed.errors.data[0].code == "duplicate_custom_id" and failed.errors.data[0].line == 4
     with pytest.raises(openai.BadRequestError):
@@ -92,13 +80,13 @@ def test_validation_failures_as_openai_reports_them(client):
 
 
 def test_cancel_and_list(client):
-    uploaded = client.files.create(file=("big.jsonl", batch_file(3000, words=40)),
+    uploaded = client.files.create(file=("big.jsonl", passages(3000, repeat=40)),
                                    purpose="batch")
     batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings",
                                   completion_window="24h")
-    wait_for(client, batch.id, {"in_progress"})
+    wait_for_batch(client, batch.id, lambda b: b.status == "in_progress")
     assert client.batches.cancel(batch.id).status == "cancelling"
-    cancelled = wait_for(client, batch.id, {"cancelled"})
+    cancelled = wait_for_batch(client, batch.id, lambda b: b.status == "cancelled")
     assert cancelled.request_counts.completed < 3000
     listed = client.batches.list(limit=1)
     assert listed.data[0].id == batch.id and listed.has_more
@@ -118,11 +106,11 @@ def test_lone_queries_stay_fast_while_a_batch_runs(service, client):
         return float(np.percentile(samples, 50)) * 1000
 
     idle = lone_p50()
-    uploaded = client.files.create(file=("load.jsonl", batch_file(4000, words=40)),
+    uploaded = client.files.create(file=("load.jsonl", passages(4000, repeat=40)),
                                    purpose="batch")
     batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings",
                                   completion_window="24h")
-    wait_for(client, batch.id, {"in_progress"})
+    wait_for_batch(client, batch.id, lambda b: b.status == "in_progress")
     busy = lone_p50()
     still = client.batches.retrieve(batch.id)
     client.batches.cancel(batch.id)

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.clients import wait_until
 from tests.local_cluster import ClusterPorts, LocalCluster, cluster_config
 from tests.serve_process import free_port, haproxy_env
 
@@ -66,20 +66,10 @@ class Cluster:
             except httpx.HTTPError:
                 continue
             for line in text.splitlines():
-                if line.startswith("ray_embeddings_batch_size_count{"):
+                if line.startswith("ray_embeddings_run_sequences_count{"):
                     replica = line.split('replica="', 1)[1].split('"', 1)[0]
                     runs[replica] += float(line.rsplit(" ", 1)[1])
         return runs
-
-
-def _wait(condition, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -94,13 +84,13 @@ def cluster(minilm_dir):
     # listing (a whole CPU, Ray Data's fixed choice) still finds room beside it.
     local = LocalCluster(ports=ports, temp_root=temp_root, cpus_per_node=2,
                          extra_env={"RAY_metrics_report_interval_ms": "1000", **PUSH_INTERVALS,
-                                    **haproxy_env()[1]})
+                                    **haproxy_env()})
     try:
         local.up()
         local.deploy(cluster_config(str(minilm_dir), encoder_cpus=1.2, http_port=ports.http,
                                     deployments={"Encoder": {"autoscaling_config": SCALING}}))
         running = Cluster(local)
-        _wait(lambda: _healthy(running.url), 180, "the service to answer /health")
+        wait_until(lambda: _healthy(running.url), 180, "the service to answer /health")
         yield running
     finally:
         local.down()
@@ -165,16 +155,16 @@ def test_load_scales_encoders_onto_both_nodes_and_idleness_back(cluster):
     for thread in threads:
         thread.start()
     try:
-        nodes = _wait(lambda: len(set(cluster.running())) == 2 and cluster.running(), 90,
+        nodes = wait_until(lambda: len(set(cluster.running())) == 2 and cluster.running(), 90,
                       "a second Encoder replica on the second node")
         assert len(set(nodes)) == 2  # one replica per node: 1.2 CPU each on 2-CPU nodes
         before = cluster.runs_per_replica()
         # Both replicas serve: each one's ONNX-run count keeps rising under load.
-        _wait(lambda: sum(1 for r, n in cluster.runs_per_replica().items()
+        wait_until(lambda: sum(1 for r, n in cluster.runs_per_replica().items()
                           if n > before.get(r, 0)) == 2, 60, "both replicas to run batches")
     finally:
         stop.set()
         for thread in threads:
             thread.join()
     assert set(results) == {200}, results
-    _wait(lambda: len(cluster.replicas()) == 1, 90, "the encoders to scale back to 1")
+    wait_until(lambda: len(cluster.replicas()) == 1, 90, "the encoders to scale back to 1")

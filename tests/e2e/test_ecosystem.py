@@ -164,10 +164,10 @@ def test_prometheus_metrics_after_traffic(base_url):
         "ray_embeddings_inputs_total": {"task": "retrieval.query"},
         "ray_embeddings_tokens_total": {"task": "classification"},
         "ray_embeddings_errors_total": {"status": "400"},
-        "ray_embeddings_batch_size_count": {},
-        "ray_embeddings_batch_tokens_bucket": {},
+        "ray_embeddings_run_sequences_count": {},
+        "ray_embeddings_run_tokens_bucket": {},
         "ray_embeddings_queue_wait_ms_count": {},
-        "ray_embeddings_onnx_ms_sum": {},
+        "ray_embeddings_run_ms_sum": {},
     }
     deadline, text = time.monotonic() + 60, ""
     while time.monotonic() < deadline:

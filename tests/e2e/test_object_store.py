@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -16,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from openai import OpenAI
 
+from tests.clients import wait_for_batch
 from tests.e2e.test_embed_job import jina_embed
 from tests.s3_server import BUCKET, CREDENTIALS, s3_server
 from tests.serve_process import replica_pid, serve_run
@@ -48,16 +48,6 @@ def batch_lines(count: int) -> bytes:
                                ).encode() + b"\n" for i in range(count))
 
 
-def wait_for(client, batch_id: str, done, timeout_s: float = 180):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        batch = client.batches.retrieve(batch_id)
-        if done(batch):
-            return batch
-        time.sleep(0.2)
-    raise AssertionError(f"batch {batch_id} stuck at {client.batches.retrieve(batch_id)}")
-
-
 def custom_ids(client, file_id: str | None) -> list[str]:
     if file_id is None:
         return []
@@ -69,7 +59,7 @@ def test_the_batch_api_keeps_its_files_and_batches_in_the_bucket(s3, client):
     uploaded = client.files.create(file=("in.jsonl", batch_lines(3)), purpose="batch")
     batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings",
                                   completion_window="24h")
-    batch = wait_for(client, batch.id, lambda b: b.status == "completed")
+    batch = wait_for_batch(client, batch.id, lambda b: b.status == "completed")
     assert custom_ids(client, batch.output_file_id) == ["line-0", "line-1", "line-2"]
     keys = {o["Key"] for o in s3.client.list_objects_v2(Bucket=BUCKET, Prefix="batches/")
             ["Contents"]}
@@ -82,10 +72,10 @@ def test_a_batchworker_killed_mid_batch_is_replaced_and_the_batch_completes(clie
     uploaded = client.files.create(file=("big.jsonl", batch_lines(lines)), purpose="batch")
     batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings",
                                   completion_window="24h")
-    wait_for(client, batch.id, lambda b: b.request_counts and b.request_counts.completed > 0)
+    wait_for_batch(client, batch.id, lambda b: b.request_counts and b.request_counts.completed > 0)
     victim = replica_pid("BatchWorker")
     os.kill(victim, signal.SIGKILL)
-    batch = wait_for(client, batch.id, lambda b: b.status in ("completed", "failed"), 300)
+    batch = wait_for_batch(client, batch.id, lambda b: b.status in ("completed", "failed"), 300)
     assert batch.status == "completed", batch
     assert replica_pid("BatchWorker") != victim  # Serve replaced the replica
     seen = custom_ids(client, batch.output_file_id) + custom_ids(client, batch.error_file_id)

@@ -2,14 +2,14 @@ import shutil
 
 import pytest
 
-from encoder.batching import TokenBatch
 from encoder.model.card import ModelCard
 from encoder.model.prepare import source_digest
 from encoder.model.quantize import needs_saturation_guard, quantized_model
 from encoder.model.runtime import OnnxModel
+from encoder.parcels import Parcel
 from encoder.pooling import l2_normalize
-from encoder.scheduler import Scheduler
-from encoder.settings import BatchingSettings
+from encoder.scheduling.scheduler import Scheduler
+from encoder.settings import SchedulerSettings
 from tests.reference import cosine
 
 TEXTS = ["Hello world", "你好，世界", "a longer passage about quantization " * 6]
@@ -23,9 +23,9 @@ def model_copy(jina_dir, tmp_path_factory):
 
 def _vectors(onnx_path, folder, reference):
     scheduler = Scheduler(OnnxModel(onnx_path, threads=1), ModelCard.from_folder(folder),
-                          BatchingSettings(parallel_runs=1))
+                          SchedulerSettings(parallel_runs=1))
     ids = [reference.ids(t) for t in TEXTS]
-    return l2_normalize(scheduler.run_window([TokenBatch.from_lists(4, ids)])[0])
+    return l2_normalize(scheduler.run_window([Parcel.from_lists(4, ids)])[0])
 
 
 def test_int8_copy_is_built_once_and_close_to_fp32(model_copy, jina_reference):
@@ -67,8 +67,8 @@ def test_the_guard_opens_a_session_with_exact_kernels(model_copy, jina_reference
     int8 = quantized_model(model_copy / "onnx/model.onnx")
     plain = _vectors(int8, model_copy, jina_reference)
     scheduler = Scheduler(OnnxModel(int8, threads=1, saturation_guard=True),
-                          ModelCard.from_folder(model_copy), BatchingSettings(parallel_runs=1))
+                          ModelCard.from_folder(model_copy), SchedulerSettings(parallel_runs=1))
     ids = [jina_reference.ids(t) for t in TEXTS]
-    guarded = l2_normalize(scheduler.run_window([TokenBatch.from_lists(4, ids)])[0])
+    guarded = l2_normalize(scheduler.run_window([Parcel.from_lists(4, ids)])[0])
     for a, b in zip(plain, guarded, strict=True):
         assert cosine(a, b) >= 0.99
