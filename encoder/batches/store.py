@@ -15,6 +15,7 @@ replica, a restarted service) never sees half a file, and a finished part is nev
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from pathlib import Path
@@ -28,6 +29,8 @@ from encoder.errors import EmbeddingError, ErrorKind, invalid
 FINAL_STATES = {"completed", "failed", "cancelled", "expired"}
 # Reads of an object replaced meanwhile, before the error reaches the caller.
 TORN_READ_ATTEMPTS = 8
+# Every id this store makes: "file-…", "batch_…" and the output files' "file-batch_…-output".
+VALID_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 class BatchStore:
@@ -56,7 +59,7 @@ class BatchStore:
 
     def get_file(self, file_id: str) -> dict[str, Any]:
         """The file object, or a 404."""
-        return _present(self._read_json(f"files/{_safe(file_id)}.json",
+        return _present(self._read_json(f"files/{_safe(file_id, 'File')}.json",
                                         f"No such File object: {file_id}"))
 
     def file_content(self, file_id: str) -> bytes:
@@ -106,7 +109,7 @@ class BatchStore:
 
     def get_batch(self, batch_id: str) -> dict[str, Any]:
         """The batch object as the runner last wrote it, or a 404 (clients: ``view``)."""
-        return self._read_json(f"batches/{_safe(batch_id)}.json",
+        return self._read_json(f"batches/{_safe(batch_id, 'Batch')}.json",
                                f"No such Batch object: {batch_id}")
 
     def save_batch(self, batch: dict[str, Any]) -> None:
@@ -234,9 +237,11 @@ def _time_ordered() -> str:
     return f"{time.time_ns():016x}{uuid.uuid4().hex[:16]}"
 
 
-def _safe(object_id: str) -> str:
-    """An id as a file name; anything that could leave the folder is a 404."""
-    if not object_id or "/" in object_id or object_id.startswith("."):
-        raise EmbeddingError(ErrorKind.NOT_FOUND, f"No such object: {object_id}",
+def _safe(object_id: str, kind: str) -> str:
+    """An id as a file name: a 404 naming ``kind`` for any id this store cannot have made
+    (too long, outside ``[A-Za-z0-9_-]``: a NUL byte, a path), before it reaches a path."""
+    if not VALID_ID.fullmatch(object_id):
+        shown = object_id if len(object_id) <= 80 else f"{object_id[:80]}..."
+        raise EmbeddingError(ErrorKind.NOT_FOUND, f"No such {kind} object: {shown!r}",
                              code="not_found")
     return object_id

@@ -90,3 +90,13 @@ def test_a_batch_replaced_while_read_on_an_object_store_reads_whole():
             done.set()
             writer.join()
         assert reads == [batch["id"]] * 150
+
+
+@pytest.mark.parametrize("bad", ["x" * 5000, "file-\x00abc", "file-../x", ".hidden", "",
+                                 "file-ü", "a/b"])
+def test_an_id_the_store_cannot_have_made_is_a_404_before_any_path(store, bad):
+    for call in (store.get_file, store.file_content, store.delete_file, store.get_batch,
+                 store.request_cancel):
+        with pytest.raises(EmbeddingError) as missing:
+            call(bad)
+        assert missing.value.status == 404 and len(missing.value.message) < 200

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from openai import AsyncOpenAI, OpenAI
 
-from encoder.admission import estimate_tokens
+from encoder.ingress.admission import estimate_tokens
 from encoder.settings import ServiceSettings
 from tests.bad_inputs import BAD_REQUESTS, ODD_BUT_VALID
 from tests.reference import cosine
@@ -35,10 +35,10 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def base_url(jina_dir, tmp_path_factory):
-    # 2 ORT threads on a fractional CPU share: the encoder opens its 1-thread lane session
+    # 2 ORT threads on a fractional CPU share: the encoder opens its 1-thread parallel session
     # (parallel_runs defaults to 2), so every test here also runs through parallel runs.
     with serve_run(jina_dir, tmp_path_factory.mktemp("serve-jina"),
-                   args={"batching": {"ort_threads": 2}}) as service:
+                   args={"scheduler": {"ort_threads": 2}}) as service:
         yield service.url
 
 
@@ -107,7 +107,7 @@ def test_openai_sdk_dimensions(openai_client, jina_reference):
 
 
 def test_concurrent_mixed_tasks_equal_reference(base_url, jina_reference):
-    """Many clients at once, mixed tasks, sizes and dims: batching must not change vectors."""
+    """Many clients at once, mixed tasks, sizes and dims: sharing runs must not change vectors."""
     rng = random.Random(7)
     requests = []
     for _ in range(40):
@@ -206,27 +206,41 @@ def test_async_openai_client(base_url, jina_reference):
         assert cosine(vector, jina_reference.embed(text, "text-matching")) >= 0.99999
 
 
+# Requests per operation and mode; the embeddings route, the one with the richest body, gets
+# more.
+FUZZ_EXAMPLES = {"POST /v1/embeddings": 150}
+FUZZ_DEFAULT = 40
+
+
 @pytest.mark.parametrize("mode", ["positive", "negative"])
-def test_openapi_fuzzing_never_gets_a_server_error(base_url, mode):
-    """Property-based requests from the served OpenAPI schema, valid and invalid: no 5xx."""
+def test_openapi_fuzzing_of_every_route_never_gets_a_server_error(base_url, mode):
+    """Property-based requests for every operation of the served OpenAPI document (bodies,
+    query and path parameters), valid and invalid: no 5xx, and every error in OpenAI's
+    envelope. A route added later is fuzzed without changing this test."""
     import schemathesis
     from schemathesis import GenerationMode
 
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
-    operation = schema["/v1/embeddings"]["POST"]
-    seen: list[int] = []
+    operations = [result.ok() for result in schema.get_all_operations()]
+    seen: dict[str, list[int]] = {}
+    for operation in operations:
+        label = f"{operation.method.upper()} {operation.path}"
+        statuses = seen.setdefault(label, [])
 
-    @settings(max_examples=150, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
-    @given(case=operation.as_strategy(generation_mode=GenerationMode(mode)))
-    def check(case) -> None:
-        response = case.call(base_url=base_url, timeout=30)
-        seen.append(response.status_code)
-        assert response.status_code < 500, (case.body, response.text)
-        if response.status_code >= 400:
-            assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+        @settings(max_examples=FUZZ_EXAMPLES.get(label, FUZZ_DEFAULT), deadline=None,
+                  database=None, suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy(generation_mode=GenerationMode(mode)))
+        def check(case, label=label, statuses=statuses) -> None:
+            response = case.call(base_url=base_url, timeout=30)
+            statuses.append(response.status_code)
+            assert response.status_code < 500, (label, case.path_parameters, case.query,
+                                                case.body, response.text[:500])
+            if response.status_code >= 400 and label != "GET /health":
+                assert set(response.json()["error"]) == {"message", "type", "param", "code"}
 
-    check()
-    print(f"fuzz {mode}: {len(seen)} requests, statuses "
-          f"{ {s: seen.count(s) for s in sorted(set(seen))} }")
-    assert len(seen) >= 100
+        check()
+    for label, statuses in seen.items():
+        print(f"fuzz {mode} {label}: {len(statuses)} requests, statuses "
+              f"{ {s: statuses.count(s) for s in sorted(set(statuses))} }")
+    assert len(seen) >= 15  # embeddings, tokenize, models, health, files, batches
+    assert all(statuses for statuses in seen.values()), seen
