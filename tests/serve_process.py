@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,8 +23,14 @@ import httpx
 import yaml
 
 from jina_serve.config import derive_config, load_config
+from jina_serve.launcher import stop_budget_s
+from jina_serve.processes import Process, environment, process, processes
 
 ROOT = Path(__file__).resolve().parents[1]
+# In the environment of every process of one Serve instance (and, with the run's own value,
+# of every process the test run starts): what outlives its stop is found by it.
+SERVICE_MARKER = "JINA_TEST_SERVICE"
+RUN_MARKER = "JINA_TEST_RUN"
 # Fractions of the 2-core test machine, so a test Serve never starves pytest itself.
 TEST_CPUS = {"Ingress": 0.1, "Encoder": 0.5}
 # What users run: the console script's module, which starts Ray itself.
@@ -62,31 +69,40 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def haproxy_env() -> tuple[Path, dict[str, str]]:
-    """A folder and the variables that give one Serve instance a HAProxy of its own.
-
-    HAProxy's ports and files are fixed by default (/tmp/haproxy-serve): two instances at
-    once would share a config or socket. Short: unix socket paths are capped at 107 bytes.
-    """
+def haproxy_env() -> dict[str, str]:
+    """Variables that give a Serve instance not started by ``jina-serve`` (plain ``serve
+    run``, ``ray start`` nodes) HAProxy files and side ports of its own, so it never meets
+    another instance's. Short: unix socket paths are capped at 107 bytes."""
     folder = tempfile.mkdtemp(prefix="hap-")
-    return Path(folder), {
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
-        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{folder}/haproxy.cfg",
-        "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{folder}/admin.sock",
-        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": folder,
-        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{folder}/server-state",
-        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": f"{folder}/metrics.sock"}
+    return {"RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+            "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{folder}/haproxy.cfg",
+            "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{folder}/admin.sock",
+            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": folder,
+            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{folder}/server-state",
+            "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": f"{folder}/metrics.sock"}
 
 
 @contextmanager
-def serve_run(model: Path, workdir: Path, args: dict | None = None,
-              cpus: dict[str, float] | None = TEST_CPUS, timeout_s: float = 180,
-              env: dict[str, str] | None = None, command: list[str] | None = None,
-              graceful_s: float = 2, deployments: dict[str, dict] | None = None,
-              root: Path = ROOT, own_batches: bool = True,
-              controller_env: dict[str, str] | None = None) -> Iterator[ServeProcess]:
-    """Run ``jina-serve`` on serve_config.yaml pointed at ``model``; yield the running service.
+def serve_run(model: Path, workdir: Path, **options) -> Iterator[ServeProcess]:
+    """``start_service``, yielding the running service; on the way out it is stopped (a
+    signal to its launcher) and none of its processes may outlive it."""
+    service = start_service(model, workdir, **options)
+    try:
+        yield service
+    finally:
+        service.stop()
+        service.assert_nothing_left()
+
+
+def start_service(model: Path, workdir: Path, args: dict | None = None,
+                  cpus: dict[str, float] | None = TEST_CPUS, timeout_s: float = 180,
+                  env: dict[str, str] | None = None, command: list[str] | None = None,
+                  graceful_s: float = 2, deployments: dict[str, dict] | None = None,
+                  root: Path = ROOT, own_batches: bool = True,
+                  controller_env: dict[str, str] | None = None,
+                  port: int | None = None) -> ServeProcess:
+    """Run ``jina-serve`` on serve_config.yaml pointed at ``model``; the service once healthy.
 
     ``cpus`` overrides deployments' ``num_cpus`` (None keeps serve_config.yaml's); ``env``
     adds environment variables; ``command`` replaces ``jina-serve`` (the config's path is
@@ -94,9 +110,10 @@ def serve_run(model: Path, workdir: Path, args: dict | None = None,
     ``root`` is the checkout to run (its config, code and working folder); ``own_batches``
     gives the instance a Batch API folder of its own in ``workdir`` (off for checkouts
     older than the Batch API); ``controller_env`` replaces some of the config's
-    ``controller_options`` environment (Ray's serving switches).
+    ``controller_options`` environment (Ray's serving switches); ``port``: the HTTP port
+    (default: a free one).
     """
-    port = free_port()
+    port = port or free_port()
     if own_batches:
         args = {"batches": {"storage": str(workdir / "batches")}, **(args or {})}
     config = derive_config(load_config(root / "serve_config.yaml"), model=str(model),
@@ -111,33 +128,41 @@ def serve_run(model: Path, workdir: Path, args: dict | None = None,
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     log_path = workdir / "serve.log"
     bin_dir = Path(sys.executable).parent
-    haproxy, ports = haproxy_env()
-    full_env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **ports, **(env or {}),
+    marker = uuid.uuid4().hex
+    plain = bool(command) and Path(command[0]).name == "serve"
+    full_env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {}),
+                **(haproxy_env() if plain else {}), SERVICE_MARKER: marker,
                 "PYTHONPATH": str(root), "EMBEDDINGS_CONFIG": str(config_path),
                 "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     full_env["RAY_ADDRESS"] = "local"  # always a Ray of its own
-    if command and Path(command[0]).name == "serve":
+    if plain:
         command = [*command, str(config_path)]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command or LAUNCHER, cwd=root, env=full_env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
-    service = ServeProcess(f"http://127.0.0.1:{port}", process, log_path, haproxy)
+    service = ServeProcess(f"http://127.0.0.1:{port}", process, log_path, marker,
+                           stop_budget_s(config))
     try:
-        wait_healthy(service.url, process, log_path, timeout_s)
-        yield service
-    finally:
+        wait_healthy(service.url, process, log_path, timeout_s, marker)
+    except BaseException:
         service.stop()
+        service.assert_nothing_left()
+        raise
+    return service
 
 
 def wait_healthy(base: str, process: subprocess.Popen, log_path: Path, timeout_s: float,
-                 ) -> None:
-    """Poll ``base``/health until 200; fail with the log's tail if ``process`` exits first."""
+                 marker: str | None = None) -> None:
+    """Poll ``base``/health until 200; fail with the log's tail if ``process`` exits first.
+    With ``marker``, the answer counts only once that instance's own proxy runs (a stopping
+    instance on the same port may still answer)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the service exited early:\n{_tail(log_path)}")
         try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+            if (httpx.get(f"{base}/health", timeout=2).status_code == 200
+                    and (marker is None or _proxy_runs(marker))):
                 return
         except httpx.HTTPError:
             pass
@@ -145,51 +170,77 @@ def wait_healthy(base: str, process: subprocess.Popen, log_path: Path, timeout_s
     raise RuntimeError(f"service not healthy in {timeout_s}s:\n{_tail(log_path)}")
 
 
+def _proxy_runs(marker: str) -> bool:
+    return any(p.command.startswith(("ray::HAProxyManager", "ray::ProxyActor"))
+               for p in marked(marker))
+
+
+def marked(marker: str, name: str = SERVICE_MARKER) -> list[Process]:
+    """The live processes whose environment carries ``name=marker``: one Serve instance's
+    (its launcher, Ray, replicas, HAProxy), or with ``RUN_MARKER`` the whole test run's."""
+    own = os.getpid()
+    return [p for p in processes() if p.alive and p.pid != own
+            and environment(p.pid).get(name) == marker]
+
+
 @dataclass
 class ServeProcess:
-    """A running ``serve run``: its base URL, process and log."""
+    """A running Serve instance: its base URL, launcher process, log, the marker in every
+    one of its processes' environment, and how long its stop may take."""
 
     url: str
     process: subprocess.Popen
     log_path: Path
-    haproxy_dir: Path  # where this instance's HAProxy writes its config, if HAProxy runs
+    marker: str
+    stop_budget_s: float
 
-    def stop(self, sig: int = signal.SIGINT, timeout_s: float = 60) -> int:
-        """Signal the launcher alone (it drains and stops Ray), kill the group if it hangs."""
+    def stop(self, sig: int = signal.SIGINT) -> int:
+        """Signal the launcher alone (it drains, stops Ray and ends its session); if it
+        outlives its stop budget, kill it and everything it started, and fail."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
             try:
-                self.process.wait(timeout=timeout_s)
+                self.process.wait(timeout=self.stop_budget_s + 15)
             except subprocess.TimeoutExpired:
-                for group in [self.process.pid, *_children(self.process.pid)]:
+                for leftover in [p.pid for p in marked(self.marker)]:
                     with contextlib.suppress(ProcessLookupError):
-                        os.killpg(group, signal.SIGKILL)  # the launcher's session child too
+                        os.kill(leftover, signal.SIGKILL)
                 self.process.wait()
+                raise AssertionError(f"the launcher outlived its stop budget of "
+                                     f"{self.stop_budget_s:.0f} s:\n{self.log()}") from None
         return self.process.returncode
+
+    def assert_nothing_left(self, grace_s: float = 5.0) -> None:
+        """Fail, after killing them, if any of this instance's processes outlive its stop
+        (``grace_s`` for a plain ``serve run``'s own cleanup)."""
+        deadline = time.monotonic() + grace_s
+        while (left := marked(self.marker)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for leftover in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(leftover.pid, signal.SIGKILL)
+        assert not left, f"processes outlived the service: {[p.command for p in left]}"
+
+    def replica_pid(self, deployment: str = "Encoder") -> int:
+        """The process of one of this instance's replicas of ``deployment``."""
+        return replica_pid(deployment, self.marker)
 
     def log(self) -> str:
         return _tail(self.log_path)
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 def _tail(path: Path, lines: int = 60) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def replica_pid(deployment: str = "Encoder") -> int:
-    """The process of a deployment's (only) replica on this machine."""
-    marker = f"ServeReplica:embeddings:{deployment}"
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            with contextlib.suppress(OSError):
-                if marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
-                    return int(proc.name)
+def replica_pid(deployment: str = "Encoder", marker: str | None = None) -> int:
+    """The process of a deployment's replica on this machine (of the instance whose
+    processes carry ``marker``, if given)."""
+    name = f"ServeReplica:embeddings:{deployment}"
+    for candidate in processes():
+        if name in candidate.command and (
+                marker is None or environment(candidate.pid).get(SERVICE_MARKER) == marker):
+            return candidate.pid
     raise RuntimeError(f"no {deployment} replica found")
 
 
@@ -214,8 +265,10 @@ def _kb(text: str) -> int:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process has used."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    found = process(pid)
+    if found is None:
+        raise ProcessLookupError(pid)
+    return found.cpu_s
 
 
 def idle_after(pid: int, start: float, limit_s: float, busy_cpu_s: float = 0.15,
@@ -232,21 +285,14 @@ def idle_after(pid: int, start: float, limit_s: float, busy_cpu_s: float = 0.15,
     return limit_s
 
 
-async def abandon(url: str, body: bytes, give_up_s: float, body_apart: bool = False) -> str:
-    """POST ``body`` to ``url``'s /v1/embeddings, close the connection after ``give_up_s``;
-    the status line's code, or "gave up". ``body_apart``: the body follows the headers in a
-    write of its own, as httpx (the openai SDK's client) often sends it."""
+async def abandon(url: str, body: bytes, give_up_s: float) -> str:
+    """POST ``body`` to ``url``'s /v1/embeddings in one write, close the connection after
+    ``give_up_s``; the status line's code, or "gave up"."""
     parts = urlsplit(url)
     head = (b"POST /v1/embeddings HTTP/1.1\r\nHost: test\r\nContent-Type: "
             b"application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    if body_apart:
-        writer.write(head)
-        await writer.drain()
-        await asyncio.sleep(0.01)
-        writer.write(body)
-    else:
-        writer.write(head + body)
+    writer.write(head + body)
     await writer.drain()
     try:
         return (await asyncio.wait_for(reader.readline(), give_up_s)).decode().split()[1]

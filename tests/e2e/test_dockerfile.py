@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.reference import cosine
-from tests.serve_process import ROOT, haproxy_env
+from tests.serve_process import ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -105,12 +105,10 @@ def test_the_image_serves_vectors_on_10002(jina_dir, jina_reference, tmp_path):
     app, site = tmp_path / "app", tmp_path / "site"
     app.mkdir()
     command, image_env = _replay(app, site)
-    # The model mounted and named as deploy/docker.md says; HAProxy's side ports moved so
-    # nothing else on this machine collides with them.
+    # The model mounted and named as deploy/docker.md says.
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "RAY_"))},
            **image_env, "EMBEDDINGS_MODEL": str(jina_dir), "PYTHONPATH": str(site),
            "HF_HOME": str(tmp_path / "hf"),
-           **haproxy_env()[1],
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     log = tmp_path / "image.log"
     with log.open("wb") as out:

@@ -3,6 +3,7 @@ when the model cannot be found."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -17,7 +18,9 @@ import pytest
 import yaml
 
 from jina_serve.config import derive_config, load_config
-from tests.serve_process import ROOT, free_port, haproxy_env, serve_run
+from jina_serve.processes import environment
+from tests.clients import wait_until
+from tests.serve_process import ROOT, free_port, haproxy_env, marked, serve_run, start_service
 
 pytestmark = pytest.mark.e2e
 
@@ -67,82 +70,100 @@ def _assert_in_flight_completed(outcomes, signalled) -> None:
     assert all(status == 200 for status in before), before
 
 
-def _session_processes(session: int) -> dict[int, str]:
-    """Command lines of every process in a process session (test-side bookkeeping)."""
-    found = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(stat[3]) == session:
-                    found[int(proc.name)] = _command(int(proc.name))
-            except (OSError, IndexError, ValueError):
-                continue
-    return found
+def _listening_ports(pid: int) -> set[int]:
+    """TCP ports process ``pid`` listens on (its sockets in /proc/net/tcp, state LISTEN)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
-def _command(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
+def _haproxies(service) -> list[int]:
+    return [p.pid for p in marked(service.marker) if Path(p.command.split()[0]).name
+            == "haproxy"]
 
 
-def _session_child(service) -> int:
-    """The launcher's session child: it leads the process session Ray runs in."""
-    pid = service.process.pid
-    return int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
-
-
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_launcher_drains_in_flight_requests_and_leaves_nothing(minilm_dir, tmp_path, sig):
+def test_sigterm_drains_in_flight_requests_and_leaves_nothing(minilm_dir, tmp_path):
+    """Requests in flight finish, the launcher exits 0 within its stop budget, and no
+    process of the instance is left (serve_run's own check)."""
     with serve_run(minilm_dir, tmp_path, graceful_s=30) as service:
-        session = _session_child(service)
-        assert any("raylet" in c for c in _session_processes(session).values())
-        outcomes, signalled = _stop_under_load(service, sig)
+        assert _haproxies(service)  # HAProxy ran, and ran as jina-haproxy configured it
+        outcomes, signalled = _stop_under_load(service, signal.SIGTERM)
         assert service.process.returncode == 0, service.log()
+        assert time.monotonic() - signalled <= service.stop_budget_s
     _assert_in_flight_completed(outcomes, signalled)
-    # Ray cleaned up after itself: raylet, GCS, workers and HAProxy are gone.
-    deadline = time.monotonic() + 10
-    while _session_processes(session) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not _session_processes(session), _session_processes(session)
+
+
+def test_a_launcher_killed_outright_leaves_nothing_and_its_port_serves_again(
+        minilm_dir, tmp_path):
+    """kill -9 of jina-serve: its session notices, drains and stops everything it started;
+    a new jina-serve on the same port waits for the port and serves; Ctrl-C (SIGINT) then
+    drains it under load and leaves nothing either."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = start_service(minilm_dir, tmp_path / "a", graceful_s=30)
+    port = int(first.url.rsplit(":", 1)[1])
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait()
+    killed = time.monotonic()
+    with serve_run(minilm_dir, tmp_path / "b", graceful_s=30, port=port,
+                   timeout_s=180 + first.stop_budget_s) as second:
+        wait_until(lambda: not marked(first.marker), first.stop_budget_s,
+                   "the killed launcher's processes to end", every_s=0.5)
+        print(f"the killed instance was gone {time.monotonic() - killed:.1f} s after kill -9")
+        assert httpx.post(f"{second.url}/v1/embeddings",
+                          json={"input": "hi"}).status_code == 200
+        outcomes, signalled = _stop_under_load(second, signal.SIGINT)
+        assert second.process.returncode == 0, second.log()
+    _assert_in_flight_completed(outcomes, signalled)
 
 
 def test_plain_serve_run_takes_the_fast_path(jina_dir, tmp_path):
     """``serve run serve_config.yaml`` with nothing in the environment gets HAProxy, the
     throughput preset and the slower control loop from the config's controller_options, in
-    every Serve process."""
+    every Serve process; stopped with Ctrl-C it leaves nothing (serve_run's check)."""
     assert "RAY_SERVE_ENABLE_HA_PROXY" not in os.environ
     assert "RAY_SERVE_CONTROL_LOOP_INTERVAL_S" not in os.environ
     with serve_run(jina_dir, tmp_path, command=["serve", "run"]) as service:
         assert httpx.post(f"{service.url}/v1/embeddings", json={"input": "hi"}).status_code == 200
-        assert any(service.haproxy_dir.rglob("haproxy.cfg"))  # HAProxy took the port
-        commands = _session_processes(service.process.pid)
-        serve_processes = [pid for pid, c in commands.items()
-                           if c.startswith(("ray::ServeController", "ray::ProxyActor",
-                                            "ray::HAProxyManager", "ray::ServeReplica"))]
-        assert len(serve_processes) >= 5, commands  # controller, proxy, HAProxy, 3 replicas
-        for pid in serve_processes:
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            assert b"RAY_SERVE_ENABLE_HA_PROXY=1" in environ, commands[pid]
-            assert b"RAY_SERVE_THROUGHPUT_OPTIMIZED=1" in environ, commands[pid]
-            assert b"RAY_SERVE_CONTROL_LOOP_INTERVAL_S=0.5" in environ, commands[pid]
+        assert _haproxies(service)  # HAProxy took the port
+        serve_processes = [p for p in marked(service.marker) if p.command.startswith((
+            "ray::ServeController", "ray::ProxyActor", "ray::HAProxyManager",
+            "ray::ServeReplica"))]
+        assert len(serve_processes) >= 5, serve_processes  # controller, proxies, 3 replicas
+        for process in serve_processes:
+            environ = environment(process.pid)
+            assert environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1", process.command
+            assert environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED") == "1", process.command
+            assert environ.get("RAY_SERVE_CONTROL_LOOP_INTERVAL_S") == "0.5", process.command
 
 
-def test_launcher_starts_ray_lean(jina_dir, tmp_path):
-    """No dashboard modules in the session, and the controller got the slower loop: the
-    idle background work that lands inside the encoder's ONNX runs."""
+def test_launcher_starts_ray_lean_and_haproxy_on_the_service_port_alone(jina_dir, tmp_path):
+    """No dashboard modules in the session, the controller got the slower loop (the idle
+    background work that lands inside the encoder's ONNX runs), and HAProxy listens on the
+    service's port only: no stats page, no Prometheus exporter on any address."""
     with serve_run(jina_dir, tmp_path) as service:
-        commands = _session_processes(_session_child(service))
+        commands = {p.pid: p.command for p in marked(service.marker)}
         assert any("raylet" in c for c in commands.values()), commands
         # Without the dashboard Ray keeps only a minimal API server: no frontend, no modules.
         assert not [c for c in commands.values() if c.startswith("ray-dashboard-")], commands
         assert all("--disable-frontend" in c for c in commands.values()
                    if "dashboard/dashboard.py" in c), commands
         controller = next(pid for pid, c in commands.items() if c.startswith("ray::ServeCon"))
-        environ = Path(f"/proc/{controller}/environ").read_bytes().split(b"\0")
-        assert b"RAY_SERVE_CONTROL_LOOP_INTERVAL_S=0.5" in environ
+        assert environment(controller)["RAY_SERVE_CONTROL_LOOP_INTERVAL_S"] == "0.5"
+        port = int(service.url.rsplit(":", 1)[1])
+        haproxies = _haproxies(service)
+        assert haproxies and all(_listening_ports(pid) == {port} for pid in haproxies), [
+            _listening_ports(pid) for pid in haproxies]
         assert httpx.post(f"{service.url}/v1/embeddings", json={"input": "hi"}).status_code == 200
 
 
@@ -182,7 +203,7 @@ def test_plain_serve_run_names_a_missing_model(tmp_path):
     path = tmp_path / "serve_config.yaml"
     path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
-           "PYTHONPATH": str(ROOT), "RAY_ADDRESS": "local", **haproxy_env()[1]}
+           "PYTHONPATH": str(ROOT), "RAY_ADDRESS": "local", **haproxy_env()}
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         process = subprocess.Popen([str(Path(sys.executable).with_name("serve")), "run",
