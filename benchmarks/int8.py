@@ -38,11 +38,12 @@ import onnxruntime as ort
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from benchmarks.workloads import long_passages, short_queries
-from encoder.batching import pad
+from encoder.ingress.tokenize import TextTokenizer
 from encoder.model.card import ModelCard
-from encoder.model.runtime import OnnxModel, served_onnx
+from encoder.model.prepare import source_digest
+from encoder.model.quantize import cpu_flags_of_host
+from encoder.model.runtime import OnnxModel, pad, served_onnx
 from encoder.pooling import POOLERS, l2_normalize
-from encoder.tokenize import TextTokenizer
 
 PARTS = {"optimized", "per-tensor", "per-channel", "reduce-range", "x64quantprecision",
          "matmul-only", "ffn-out-fp32", "nbits8"}
@@ -169,8 +170,12 @@ def build(args: argparse.Namespace, parts: dict[str, frozenset[str]], scratch: P
     # The prepared copy, what the service quantizes (a plain export is its own).
     card = ModelCard.from_folder(args.model)
     sources = {False: served_onnx(args.model / "onnx/model.onnx", card)}
+    # Built files are kept per source (its bytes' digest) and optimizer level, so --keep
+    # never measures another model's, or another level's, copy.
+    scratch = scratch / source_digest(sources[False])[:16]
+    level = f"-L{args.opt_level}"
     if any("optimized" in p for p in parts.values()):
-        started, target = time.perf_counter(), scratch / "optimized/model.onnx"
+        started, target = time.perf_counter(), scratch / f"optimized{level}/model.onnx"
         fused = optimize(staged(sources[False], scratch), target, json.loads(
             (args.model / "config.json").read_text()), args.opt_level, args.optimizer_python)
         if isinstance(fused, dict):
@@ -182,7 +187,8 @@ def build(args: argparse.Namespace, parts: dict[str, frozenset[str]], scratch: P
     for name, p in ((n, p) for n, p in parts.items() if ("optimized" in p) in sources):
         paths[name] = source = sources["optimized" in p]
         if scheme := next((s for s in SCHEMES if s in p), None):
-            tag = ("optimized-" * ("optimized" in p) + scheme + "-rr" * ("reduce-range" in p)
+            tag = (f"optimized{level}-" * ("optimized" in p) + scheme
+                   + "-rr" * ("reduce-range" in p)
                    + "-mm" * ("matmul-only" in p) + "-ffn" * ("ffn-out-fp32" in p))
             paths[name], started = scratch / tag / "model.onnx", time.perf_counter()
             if paths[name].is_file():
@@ -204,15 +210,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--texts", type=int, default=256, help="short queries (long: 1/8)")
     parser.add_argument("--variants", nargs="+", default=VARIANTS)
-    parser.add_argument("--keep", type=Path, help="build into (and reuse) DIR, not a tempdir")
+    parser.add_argument("--keep", type=Path, help="build into (and reuse) DIR, not a tempdir; "
+                        "copies are kept per model digest and optimizer level")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--opt-level", type=int, choices=(0, 1), default=1)
     parser.add_argument("--optimizer-python", default=sys.executable if find_spec("sympy")
                         and find_spec("torch") else ".venv-infinity/bin/python")
     parser.add_argument("--reopen", action="store_true", help="one session open at a time")
     args = parser.parse_args()
-    flags = next((line.split(":", 1)[1].split() for line in
-                  Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), [])
+    flags = cpu_flags_of_host()
     print(f"onnxruntime {ort.__version__}; CPU: "
           + ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in CPU_FLAGS))
     parts = {n: parse_variant(n) for n in dict.fromkeys(["fp32", *args.variants])}

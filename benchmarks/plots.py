@@ -5,9 +5,14 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from benchmarks.host import describe_host
+
 
 def write_csv(rows: list[dict], out: Path) -> Path:
-    """``rows`` (dicts with the same keys) as a CSV file with a header."""
+    """``rows`` (dicts with the same keys) as a CSV file with a header, each row naming the
+    host and commit it was measured on (``host.describe_host``)."""
+    rows = [{**row, "host": describe_host()} for row in rows]
+    print(f"host: {describe_host()}")
     with out.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -13,10 +13,11 @@ import time
 import pytest
 from openai import OpenAI
 
-from tests.e2e.test_batch_api import batch_file, wait_for
+from tests.clients import batch_file, wait_for_batch
 from tests.serve_process import serve_run
 
-pytestmark = pytest.mark.e2e
+# Two services start and a 1500-line batch runs: the waits below end before pytest's.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
 def test_a_batch_survives_a_service_restart(jina_dir, tmp_path):
@@ -25,8 +26,8 @@ def test_a_batch_survives_a_service_restart(jina_dir, tmp_path):
         (tmp_path / run).mkdir()
     with serve_run(jina_dir, tmp_path / "first", args=storage) as first:
         client = OpenAI(base_url=f"{first.url}/v1", api_key="unused")
-        uploaded = client.files.create(file=("long.jsonl", batch_file(1500, words=20)),
-                                       purpose="batch")
+        lines = batch_file(1500, repeat=20, task="retrieval.passage")
+        uploaded = client.files.create(file=("long.jsonl", lines), purpose="batch")
         batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings",
                                       completion_window="24h")
         deadline = time.monotonic() + 120
@@ -38,7 +39,7 @@ def test_a_batch_survives_a_service_restart(jina_dir, tmp_path):
     assert before
     with serve_run(jina_dir, tmp_path / "second", args=storage) as second:
         client = OpenAI(base_url=f"{second.url}/v1", api_key="unused")
-        done = wait_for(client, batch.id, {"completed"}, timeout_s=300)
+        done = wait_for_batch(client, batch.id, lambda b: b.status == "completed", 300)
         lines = client.files.content(done.output_file_id).text.splitlines()
     ids = [json.loads(x)["custom_id"] for x in lines]
     assert ids == [f"c{i}" for i in range(1500)]  # each line once, in order
