@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.graph_builder import GraphBuilder
 from tests.models import build_jina_tiny
 
 VOCAB, POSITIONS, TASKS = 250002, 8194, 5
@@ -34,27 +35,14 @@ def build_jina_sized(out: Path, size: str = "jina-v3", seed: int = 0) -> Path:
     """Write the model folder of ``size`` (a key of ``SIZES``) to ``out`` and return it."""
     layers, WIDTH, HEADS, FFN = SIZES[size]
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     build_jina_tiny(out)  # tokenizer, config and folder layout; graph replaced below
-    rng = np.random.default_rng(seed)
-    inits: list = []
-    nodes: list = []
+    g = GraphBuilder(np.random.default_rng(seed), draw32=True)
+    node, const = g.node, g.const
 
     def weight(name: str, *shape: int, scale: float = 0.02, value: float | None = None) -> str:
-        data = (np.full(shape, value, dtype=np.float32) if value is not None
-                else (rng.standard_normal(shape, dtype=np.float32) * scale))
-        inits.append(numpy_helper.from_array(data, name))
-        return name
-
-    def const(name: str, value, dtype=np.int64) -> str:
-        inits.append(numpy_helper.from_array(np.array(value, dtype=dtype), name))
-        return name
-
-    def node(op: str, inputs: list[str], output: str, **attrs) -> str:
-        # Named as exporters name them, so tools that pick nodes by name (quantizers) work.
-        nodes.append(helper.make_node(op, inputs, [output], name=f"{output}/{op}", **attrs))
-        return output
+        return g.weight(name, *shape, scale=scale, value=value)
 
     def layer_norm(x: str, prefix: str) -> str:
         return node("LayerNormalization", [x, weight(f"{prefix}.g", WIDTH, value=1.0),
@@ -70,12 +58,9 @@ def build_jina_sized(out: Path, size: str = "jina-v3", seed: int = 0) -> Path:
     const("heads_shape", [0, 0, HEADS, WIDTH // HEADS])
     const("merge_shape", [0, 0, WIDTH])
     const("axes12", [1, 2])
-    inits.append(numpy_helper.from_array(np.array(1.0 / np.sqrt(WIDTH // HEADS),
-                                                  dtype=np.float32), "scale"))
-    inits.append(numpy_helper.from_array(np.array(-1e4, dtype=np.float32), "neg"))
-    inits.append(numpy_helper.from_array(np.array(1.0, dtype=np.float32), "onef"))
-    inits.append(numpy_helper.from_array(np.array(0.5, dtype=np.float32), "half"))
-    inits.append(numpy_helper.from_array(np.array(np.sqrt(0.5), dtype=np.float32), "rsqrt2"))
+    for name, value in (("scale", 1.0 / np.sqrt(WIDTH // HEADS)), ("neg", -1e4), ("onef", 1.0),
+                        ("half", 0.5), ("rsqrt2", np.sqrt(0.5))):
+        g.array(name, np.array(value, dtype=np.float32))
 
     # Embeddings: tokens + positions numbered from pad_token_id + 1, plus a task bias.
     x = node("Gather", [weight("E", VOCAB, WIDTH), "input_ids"], "tok")
@@ -115,18 +100,9 @@ def build_jina_sized(out: Path, size: str = "jina-v3", seed: int = 0) -> Path:
                             node("Add", [erf, "onef"], f"{p}.erf1")], f"{p}.gelu")
         x = layer_norm(node("Add", [x, linear(gelu, f"{p}.down", FFN, WIDTH)], f"{p}.res2"),
                        f"{p}.ln2")
-    nodes.append(helper.make_node("Identity", [x], ["text_embeds"]))
-
-    graph = helper.make_graph(
-        nodes, "jina_sized",
-        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
-         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
-         helper.make_tensor_value_info("task_id", TensorProto.INT64, [])],
-        [helper.make_tensor_value_info("text_embeds", TensorProto.FLOAT,
-                                       ["batch", "seq", WIDTH])],
-        inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 8
+    g.nodes.append(helper.make_node("Identity", [x], ["text_embeds"]))
+    model = g.model("jina_sized", [helper.make_tensor_value_info(
+        "text_embeds", TensorProto.FLOAT, ["batch", "seq", WIDTH])])
     for stale in ("model.onnx", "model.onnx_data"):
         (out / "onnx" / stale).unlink(missing_ok=True)
     onnx.save_model(model, str(out / "onnx/model.onnx"), save_as_external_data=True,

@@ -12,7 +12,8 @@ activations, fused rotary and attention) are exercised by every test that serves
   + ``Softmax`` + ``Einsum``.
 
 Positions also come from a learned table numbered from pad_token_id + 1, so 8193 tokens
-overflow it and crash the graph, as they do the real model. Random weights.
+overflow it and crash the graph: a graph failing past its limit, as the real one does one
+token past its 8194 (its rotary caches' rows). Random weights.
 """
 
 from __future__ import annotations
@@ -20,27 +21,19 @@ from __future__ import annotations
 import numpy as np
 from onnx import ModelProto, TensorProto, helper, numpy_helper
 
+from tests.graph_builder import GraphBuilder
+
 VOCAB, POSITIONS, TASKS, RANK, HEADS = 250002, 8194, 5, 4, 4
 
 
 def jina_tiny_graph(width: int, pad_id: int, rng: np.random.Generator) -> ModelProto:
     """The graph, opset 18, weights inline (the caller saves them as external data)."""
-    inits: list[TensorProto] = []
-    nodes: list = []
+    g = GraphBuilder(rng)
     head = width // HEADS
+    node, const = g.node, g.const
 
     def weight(name: str, *shape: int, scale: float = 0.5) -> str:
-        data = (rng.standard_normal(shape) * scale).astype(np.float32)
-        inits.append(numpy_helper.from_array(data, name))
-        return name
-
-    def const(name: str, value, dtype=np.int64) -> str:
-        inits.append(numpy_helper.from_array(np.array(value, dtype=dtype), name))
-        return name
-
-    def node(op: str, inputs: list[str], output: str, **attrs) -> str:
-        nodes.append(helper.make_node(op, inputs, [output], name=f"/{output}/{op}", **attrs))
-        return output
+        return g.weight(name, *shape, scale=scale)
 
     def merged(name: str, rows: int, cols: int) -> str:
         """``name + 0.25 · L[task] @ R[task]``, as the export computes it on every run."""
@@ -74,11 +67,9 @@ def jina_tiny_graph(width: int, pad_id: int, rng: np.random.Generator) -> ModelP
 
     inv_freq = 1.0 / 10000 ** (np.arange(0, head, 2) / head)
     angles = np.outer(np.arange(POSITIONS), inv_freq)
-    inits += [numpy_helper.from_array(np.cos(angles).astype(np.float32), "cos_cache"),
-              numpy_helper.from_array(np.sin(angles).astype(np.float32), "sin_cache"),
-              numpy_helper.from_array(np.array(0.25, np.float32), "quarter"),
-              numpy_helper.from_array(np.array(1 / np.sqrt(head), np.float32), "scale"),
-              numpy_helper.from_array(np.array(0.0, np.float32), "zerof")]
+    for name, value in (("cos_cache", np.cos(angles)), ("sin_cache", np.sin(angles)),
+                        ("quarter", 0.25), ("scale", 1 / np.sqrt(head)), ("zerof", 0.0)):
+        g.array(name, np.asarray(value, dtype=np.float32))
     for name, value in (("one", 1), ("start", pad_id + 1), ("zero1", [0]), ("ax0", [0]),
                         ("ax1", [1]), ("ax2", [2]), ("ax3", [3]), ("axm1", [-1]),
                         ("big", [2**62]), ("expand2", [1, 2, 1]), ("ones3", [1, 1, 1]),
@@ -110,8 +101,8 @@ def jina_tiny_graph(width: int, pad_id: int, rng: np.random.Generator) -> ModelP
                for i, n in enumerate("qkv"))
     stacked = node("Concat", [node("Unsqueeze", [t, "ax2"], f"{t}_u")
                               for t in (rotate(q, "q"), rotate(k, "k"), v)], "stacked", axis=2)
-    nodes.append(helper.make_node("Split", [stacked, "ones3"], ["qs", "ks", "vs"],
-                                  name="/split", axis=2))
+    g.nodes.append(helper.make_node("Split", [stacked, "ones3"], ["qs", "ks", "vs"],
+                                    name="/split", axis=2))
     q, k, v = (node("Squeeze", [t, "ax2"], f"{t}_sq") for t in ("qs", "ks", "vs"))
     scores = node("Einsum", [q, node("Mul", [k, "scale"], "k_scaled")], "scores",
                   equation="bthd,bshd->bhts")
@@ -124,22 +115,12 @@ def jina_tiny_graph(width: int, pad_id: int, rng: np.random.Generator) -> ModelP
     context = node("Reshape", [node("Einsum", [probs, v], "context",
                                     equation="bhts,bshd->bthd"), "flat"], "context3")
     hidden = node("Add", [x, linear(context, "out", width, width)], "residual")
-    nodes.append(helper.make_node("Tanh", [hidden], ["text_embeds"], name="/text_embeds"))
+    g.nodes.append(helper.make_node("Tanh", [hidden], ["text_embeds"], name="/text_embeds"))
     # A pooler output nobody should read: first token, LoRA'd Gemm, tanh.
     first = node("Gather", ["text_embeds", "idx0"], "first", axis=1)
     pooled = node("Gemm", [first, merged("pooler", width, width),
                            weight("pooler.bias", width, scale=0.1)], "pooled", transB=1)
-    nodes.append(helper.make_node("Tanh", [pooled], ["pooler_output"], name="/pooler"))
-
-    graph = helper.make_graph(
-        nodes, "jina_tiny",
-        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
-         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
-         helper.make_tensor_value_info("task_id", TensorProto.INT64, [])],
-        [helper.make_tensor_value_info("text_embeds", TensorProto.FLOAT,
-                                       ["batch", "seq", width]),
-         helper.make_tensor_value_info("pooler_output", TensorProto.FLOAT, ["batch", width])],
-        inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 8
-    return model
+    g.nodes.append(helper.make_node("Tanh", [pooled], ["pooler_output"], name="/pooler"))
+    return g.model("jina_tiny", [
+        helper.make_tensor_value_info("text_embeds", TensorProto.FLOAT, ["batch", "seq", width]),
+        helper.make_tensor_value_info("pooler_output", TensorProto.FLOAT, ["batch", width])])

