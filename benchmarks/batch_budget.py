@@ -1,7 +1,7 @@
 """Which ``max_run_tokens`` turns CPU into the most embeddings? The encoder core alone.
 
 Feeds ``Scheduler.run_window`` what a loaded encoder replica's window holds (several requests'
-token batches at once) and reports texts/s per budget, next to
+parcels at once) and reports texts/s per budget, next to
 the raw ceiling (globally length-sorted fixed batches). No Ray, no HTTP: the packing only.
 
     python -m benchmarks.batch_budget --model models/jina-sized --workload long

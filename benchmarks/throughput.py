@@ -53,7 +53,7 @@ CEILING_TEXTS = {"short": 512, "long": 64}
 # raw_best_batch's). Arrival order for long passages: 1 is often best unsorted (no padding).
 BATCHED = {("short", "raw batched"): (True, None), ("long", "raw batched"): (True, None),
            ("long", "raw fixed batch"): (False, (1, 4, 16))}
-LANES = "raw 2 parallel"
+PARALLEL = "raw 2 parallel"
 LAYOUTS = {
     "1x2": None,
     "1x1": {"Encoder": {"autoscaling_config": {"min_replicas": 1, "max_replicas": 1},
@@ -88,8 +88,8 @@ def main() -> None:
     tokenizer = TextTokenizer(folder)
     texts = benchmark_texts()
     ids = {k: tokenizer.encode(v, card.max_tokens, truncate=True) for k, v in texts.items()}
-    lane_rows = sum(mode == "raw batched" for _, mode in BATCHED)
-    cells = len(args.precisions) * (1 + len(BATCHED) + lane_rows
+    parallel_rows = sum(mode == "raw batched" for _, mode in BATCHED)
+    cells = len(args.precisions) * (1 + len(BATCHED) + parallel_rows
                                     + sum(len(v) for v in LOADS.values()))
     progress = tqdm(total=cells, desc="benchmark", unit="cell")
     rows: list[dict] = []
@@ -121,7 +121,7 @@ def main() -> None:
                                                    **({"sizes": chosen} if chosen else {}))
             if mode == "raw batched":
                 size = found[workload, mode].batch_size
-                found[workload, LANES] = raw_best_batch(parallel, card, sample, task,
+                found[workload, PARALLEL] = raw_best_batch(parallel, card, sample, task,
                                                         sizes=(size,), callers=2)
         return found
 
@@ -197,7 +197,7 @@ def print_targets(rows: list[dict], vectors: dict, notes: dict, weights_mb: floa
     print(f"  (served 4x16 / sorted raw ceiling, long: "
           f"{get('fp32', 'long', 'served 4x16') / ceiling_long:.2f})")
     for workload, load in (("short", "32x1"), ("short", "8x16"), ("long", "4x16")):
-        best = max(get("fp32", workload, "raw batched"), get("fp32", workload, LANES))
+        best = max(get("fp32", workload, "raw batched"), get("fp32", workload, PARALLEL))
         print(f"  (served {load} / best in-process layout incl. 2 parallel, {workload}: "
               f"{get('fp32', workload, f'served {load}') / best:.2f})")
     gap = get("fp32", "short", "served 1x1", "p50_ms") - get("fp32", "short", "raw single",

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import yaml
 
-from jina_serve.processes import die_with_parent, end_session, port_taken
+from jina_serve.processes import die_with_parent, end_session, port_free, port_taken
 
 # Read by Ray when Serve starts; set in the environment to override one. The fast serving
 # path (HAProxy, throughput preset) is in serve_config.yaml's controller_options, so plain
@@ -58,6 +58,16 @@ SERVE_RUN_STOP_S = 10.0
 RAY_STOP_S = 10.0
 SWEEP_S = 3.0
 STOP_MARGIN_S = 10.0 + SERVE_RUN_STOP_S + RAY_STOP_S + 2 * SWEEP_S
+# Ports Ray fixes per host: its direct ingress ranges (30000-31000 HTTP, 40000-41000 gRPC)
+# and its fallback proxy's 8500 and 9500. A second instance on the host then finds them
+# taken, and its HAProxy sends its requests to the first instance. Each instance takes a
+# block of its own instead, above Ray's HTTP range and below the kernel's ephemeral ports.
+BLOCKS_FROM, BLOCKS_TO, BLOCK = 31000, 32768, 32
+PORT_SETTINGS = ("RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT",
+                 "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT",
+                 "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT",
+                 "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT",
+                 "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")
 
 
 def stop_budget_s(config: dict) -> float:
@@ -69,11 +79,27 @@ def stop_budget_s(config: dict) -> float:
     return graceful + STOP_MARGIN_S
 
 
-def session_env(haproxy_folder: Path) -> dict[str, str]:
+def instance_ports_env(port: int) -> dict[str, str]:
+    """Ray's per-host ports for the instance serving ``port``, from a block of ``BLOCK``
+    ports all free now (14 for direct ingress over HTTP, 14 over gRPC, the fallback proxy's
+    two), starting from one the service's port picks; nothing if the environment sets any."""
+    if any(name in os.environ for name in PORT_SETTINGS):
+        return {}
+    blocks = (BLOCKS_TO - BLOCKS_FROM) // BLOCK
+    for step in range(blocks):
+        start = BLOCKS_FROM + ((port + step) % blocks) * BLOCK
+        if all(port_free(p) for p in range(start, start + BLOCK)):
+            values = (start, start + 13, start + 14, start + 27, start + 28, start + 29)
+            return dict(zip(PORT_SETTINGS, map(str, values), strict=True))
+    return {}
+
+
+def session_env(haproxy_folder: Path, port: int) -> dict[str, str]:
     """The environment Ray starts with: the Serve defaults under the caller's own, HAProxy
-    from ``jina-haproxy`` with its files in ``haproxy_folder``, and the folder this code
-    imports ``deployment`` from on ``PYTHONPATH``, so Ray's workers (which build the
-    application from ``import_path``) load the same code from any working folder."""
+    from ``jina-haproxy`` with its files in ``haproxy_folder``, Ray's per-host ports of
+    this instance's own (it serves ``port``), and the folder this code imports
+    ``deployment`` from on ``PYTHONPATH``, so Ray's workers (which build the application
+    from ``import_path``) load the same code from any working folder."""
     spec = importlib.util.find_spec("deployment")
     paths = [str(Path(spec.origin).parent)] if spec and spec.origin else []
     if os.environ.get("PYTHONPATH"):
@@ -88,7 +114,7 @@ def session_env(haproxy_folder: Path) -> dict[str, str]:
     if wrapper.is_file() or shutil.which("jina-haproxy"):
         haproxy["RAY_SERVE_HAPROXY_BINARY_PATH"] = str(
             wrapper if wrapper.is_file() else shutil.which("jina-haproxy"))
-    return {**SERVE_ENV_DEFAULTS, **haproxy, **os.environ,
+    return {**SERVE_ENV_DEFAULTS, **haproxy, **instance_ports_env(port), **os.environ,
             "PYTHONPATH": os.pathsep.join(paths)}
 
 
@@ -99,7 +125,8 @@ def launch(config: Path, dashboard: bool = False) -> int:
     loaded = yaml.safe_load(config.read_text(encoding="utf-8"))
     budget = stop_budget_s(loaded)
     http = loaded.get("http_options", {})
-    if not _wait_for_port(http.get("host", "0.0.0.0"), int(http.get("port", 8000)), budget):
+    port = int(http.get("port", 8000))
+    if not _wait_for_port(http.get("host", "0.0.0.0"), port, budget):
         return 1
     # Short: HAProxy's unix socket paths (under a Ray node id) are capped at 107 bytes.
     folder = Path(tempfile.mkdtemp(prefix="jina-hap-", dir="/tmp" if Path("/tmp").is_dir()
@@ -107,7 +134,7 @@ def launch(config: Path, dashboard: bool = False) -> int:
     command = [sys.executable, "-m", "jina_serve.launcher", str(config), str(budget)]
     if dashboard:
         command.append("--dashboard")
-    child = subprocess.Popen(command, env=session_env(folder), start_new_session=True)
+    child = subprocess.Popen(command, env=session_env(folder, port), start_new_session=True)
     stopping = threading.Event()
 
     def forward(signum: int, frame: object) -> None:

@@ -106,3 +106,13 @@ def die_with_parent(sig: int) -> None:
     libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
     if os.getppid() != parent:
         raise SystemExit(1)
+
+
+def port_free(port: int) -> bool:
+    """Whether ``port`` can be bound on every address now."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True

@@ -150,8 +150,7 @@ def picture(modules: dict[str, Module]) -> str:
     by_wing: dict[str, list[str]] = defaultdict(list)
     uses: dict[str, set[str]] = defaultdict(set)
     for module in modules.values():
-        by_wing[module.wing].append(module.name.removeprefix(module.wing).lstrip(".")
-                                    or "__init__")
+        by_wing[module.wing].append(module.path.stem)
         uses[module.wing].update(modules[i].wing for i in module.imports
                                  if modules[i].wing != module.wing)
     lines = []

@@ -29,9 +29,11 @@ import yaml
 
 from jina_serve.config import derive_config, load_config
 from jina_serve.launcher import SERVE_ENV_DEFAULTS
+from tests.serve_process import end_marked
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+CLUSTER_MARKER = "JINA_LOCAL_CLUSTER"
 
 
 @dataclass(frozen=True)
@@ -59,9 +61,11 @@ class LocalCluster:
     @property
     def env(self) -> dict[str, str]:
         # The code is on every node's path, as in the Docker image; nothing is uploaded.
+        # Every process of the cluster carries CLUSTER_MARKER: down() ends those alone.
         return {**SERVE_ENV_DEFAULTS, **os.environ, "PYTHONPATH": str(ROOT),
                 "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0",
-                "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **self.extra_env}
+                "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+                CLUSTER_MARKER: str(self.ports.gcs), **self.extra_env}
 
     @property
     def dashboard_url(self) -> str:
@@ -93,15 +97,13 @@ class LocalCluster:
                         self.dashboard_url], env=self.env, check=True, cwd=ROOT)
 
     def down(self) -> None:
-        """Shut Serve down (its proxies stop their HAProxy), then ``ray stop`` both nodes.
-
-        ``ray stop`` stops every Ray on this host: this cluster is meant to be the only one.
-        """
+        """Shut Serve down (its proxies stop their HAProxy), then end the cluster's
+        processes: those carrying its marker (``ray stop`` would end every Ray on the host,
+        other Serve instances' too)."""
         subprocess.run([str(BIN / "serve"), "shutdown", "-y", "--address", self.dashboard_url],
                        env=self.env, cwd=ROOT, check=False, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, timeout=120)
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=self.env, cwd=ROOT,
-                       check=False, stdout=subprocess.DEVNULL, timeout=120)
+        end_marked(CLUSTER_MARKER, str(self.ports.gcs))
 
     def status(self) -> str:
         """``serve status`` of the cluster."""

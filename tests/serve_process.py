@@ -23,7 +23,7 @@ import httpx
 import yaml
 
 from jina_serve.config import derive_config, load_config
-from jina_serve.launcher import stop_budget_s
+from jina_serve.launcher import instance_ports_env, stop_budget_s
 from jina_serve.processes import Process, environment, process, processes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,7 +131,8 @@ def start_service(model: Path, workdir: Path, args: dict | None = None,
     marker = uuid.uuid4().hex
     plain = bool(command) and Path(command[0]).name == "serve"
     full_env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {}),
-                **(haproxy_env() if plain else {}), SERVICE_MARKER: marker,
+                **(haproxy_env() | instance_ports_env(port) if plain else {}),
+                SERVICE_MARKER: marker,
                 "PYTHONPATH": str(root), "EMBEDDINGS_CONFIG": str(config_path),
                 "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     full_env["RAY_ADDRESS"] = "local"  # always a Ray of its own
@@ -183,6 +184,20 @@ def marked(marker: str, name: str = SERVICE_MARKER) -> list[Process]:
             and environment(p.pid).get(name) == marker]
 
 
+def end_marked(name: str, marker: str, grace_s: float = 5.0) -> list[Process]:
+    """End the processes marked ``name=marker``: SIGTERM, then SIGKILL after ``grace_s``.
+    Returns those that were alive."""
+    left = marked(marker, name)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for leftover in marked(marker, name):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(leftover.pid, sig)
+        deadline = time.monotonic() + grace_s
+        while marked(marker, name) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    return left
+
+
 @dataclass
 class ServeProcess:
     """A running Serve instance: its base URL, launcher process, log, the marker in every
@@ -220,6 +235,23 @@ class ServeProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(leftover.pid, signal.SIGKILL)
         assert not left, f"processes outlived the service: {[p.command for p in left]}"
+
+    def session_dir(self) -> Path:
+        """This instance's Ray session folder (logs, the metrics discovery file)."""
+        return Path(self._gcs_arg("--session-dir"))
+
+    def gcs_address(self) -> str:
+        """``host:port`` of this instance's Ray (``ray.init(address=...)``): with several
+        instances up, ``address="auto"`` may join another's."""
+        return f"{self._gcs_arg('--node-ip-address')}:{self._gcs_arg('--gcs_server_port')}"
+
+    def _gcs_arg(self, name: str) -> str:
+        for candidate in marked(self.marker):
+            if "gcs_server" in candidate.command.split()[0]:
+                for arg in candidate.command.split():
+                    if arg.startswith(f"{name}="):
+                        return arg.split("=", 1)[1]
+        raise RuntimeError(f"no GCS of this instance gives {name}")
 
     def replica_pid(self, deployment: str = "Encoder") -> int:
         """The process of one of this instance's replicas of ``deployment``."""

@@ -15,7 +15,6 @@ from openai import OpenAI
 
 from tests.clients import batch_file, line_text, wait_for_batch
 from tests.reference import cosine
-from tests.serve_process import serve_run
 
 pytestmark = pytest.mark.e2e
 
@@ -25,9 +24,8 @@ def passages(count: int, bad: tuple[int, ...] = (), repeat: int = 6) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def service(jina_dir, tmp_path_factory):
-    with serve_run(jina_dir, tmp_path_factory.mktemp("serve-batches")) as running:
-        yield running
+def service(jina_service):
+    return jina_service
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from tests.serve_process import abandon, cpu_seconds, serve_run
+from tests.serve_process import abandon, cpu_seconds
 
 pytestmark = pytest.mark.e2e
 
@@ -24,9 +24,8 @@ GIVE_UP_S = 1.0
 
 
 @pytest.fixture(scope="module")
-def service(minilm_dir, tmp_path_factory):
-    with serve_run(minilm_dir, tmp_path_factory.mktemp("cancel")) as running:
-        yield running
+def service(minilm_service):
+    return minilm_service
 
 
 async def _httpx_gives_up(url: str, body: bytes) -> str:

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from jina_serve.launcher import instance_ports_env
 from tests.clients import wait_until
 from tests.local_cluster import ClusterPorts, LocalCluster, cluster_config
 from tests.serve_process import free_port, haproxy_env
@@ -84,7 +85,7 @@ def cluster(minilm_dir):
     # listing (a whole CPU, Ray Data's fixed choice) still finds room beside it.
     local = LocalCluster(ports=ports, temp_root=temp_root, cpus_per_node=2,
                          extra_env={"RAY_metrics_report_interval_ms": "1000", **PUSH_INTERVALS,
-                                    **haproxy_env()})
+                                    **haproxy_env(), **instance_ports_env(ports.http)})
     try:
         local.up()
         local.deploy(cluster_config(str(minilm_dir), encoder_cpus=1.2, http_port=ports.http,

@@ -21,7 +21,7 @@ from langchain_openai import OpenAIEmbeddings
 from openai import OpenAI
 
 from tests.reference import cosine, finish_reference, late_chunk_reference
-from tests.serve_process import ROOT, serve_run
+from tests.serve_process import ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -30,11 +30,8 @@ CHUNKS = ["Berlin is the capital of Germany.", "It has 3.85 million inhabitants.
 
 
 @pytest.fixture(scope="module")
-def service(jina_dir, tmp_path_factory):
-    # Metrics reach the agent every second (Ray's default is 10 s).
-    with serve_run(jina_dir, tmp_path_factory.mktemp("serve-ecosystem"),
-                   env={"RAY_metrics_report_interval_ms": "1000"}) as running:
-        yield running
+def service(jina_service):
+    return jina_service
 
 
 @pytest.fixture(scope="module")
@@ -134,15 +131,15 @@ def test_readme_curl_examples(base_url, example):
     assert body
 
 
-def _metric_targets(session_dir: Path = Path("/tmp/ray/session_latest")) -> list[str]:
+def _metric_targets(session_dir: Path) -> list[str]:
     # Ray's metrics agent writes where Prometheus should scrape, for every node.
     discovery = json.loads((session_dir / "prom_metrics_service_discovery.json").read_text())
     return [target for group in discovery for target in group["targets"]]
 
 
-def _scrape() -> str:
+def _scrape(service) -> str:
     texts = []
-    for target in _metric_targets():
+    for target in _metric_targets(service.session_dir()):
         with contextlib.suppress(httpx.HTTPError):  # a node's agent may be restarting
             texts.append(httpx.get(f"http://{target}/metrics", timeout=5).text)
     return "\n".join(texts)
@@ -156,7 +153,7 @@ def _sample(text: str, name: str, **labels: str) -> float:
     return total
 
 
-def test_prometheus_metrics_after_traffic(base_url):
+def test_prometheus_metrics_after_traffic(service, base_url):
     for task in ("retrieval.query", "retrieval.query", "classification"):
         httpx.post(f"{base_url}/v1/embeddings", json={"input": ["a", "b c"], "task": task})
     httpx.post(f"{base_url}/v1/embeddings", json={"input": "a", "task": "nope"})
@@ -171,7 +168,7 @@ def test_prometheus_metrics_after_traffic(base_url):
     }
     deadline, text = time.monotonic() + 60, ""
     while time.monotonic() < deadline:
-        text = _scrape()
+        text = _scrape(service)
         if all(_sample(text, name, **labels) > 0 for name, labels in wanted.items()):
             break
         time.sleep(2)

@@ -147,24 +147,25 @@ def test_plain_serve_run_takes_the_fast_path(jina_dir, tmp_path):
             assert environ.get("RAY_SERVE_CONTROL_LOOP_INTERVAL_S") == "0.5", process.command
 
 
-def test_launcher_starts_ray_lean_and_haproxy_on_the_service_port_alone(jina_dir, tmp_path):
-    """No dashboard modules in the session, the controller got the slower loop (the idle
-    background work that lands inside the encoder's ONNX runs), and HAProxy listens on the
-    service's port only: no stats page, no Prometheus exporter on any address."""
-    with serve_run(jina_dir, tmp_path) as service:
-        commands = {p.pid: p.command for p in marked(service.marker)}
-        assert any("raylet" in c for c in commands.values()), commands
-        # Without the dashboard Ray keeps only a minimal API server: no frontend, no modules.
-        assert not [c for c in commands.values() if c.startswith("ray-dashboard-")], commands
-        assert all("--disable-frontend" in c for c in commands.values()
-                   if "dashboard/dashboard.py" in c), commands
-        controller = next(pid for pid, c in commands.items() if c.startswith("ray::ServeCon"))
-        assert environment(controller)["RAY_SERVE_CONTROL_LOOP_INTERVAL_S"] == "0.5"
-        port = int(service.url.rsplit(":", 1)[1])
-        haproxies = _haproxies(service)
-        assert haproxies and all(_listening_ports(pid) == {port} for pid in haproxies), [
-            _listening_ports(pid) for pid in haproxies]
-        assert httpx.post(f"{service.url}/v1/embeddings", json={"input": "hi"}).status_code == 200
+def test_launcher_starts_ray_lean_and_haproxy_on_the_service_port_alone(jina_service):
+    """On a running jina-serve instance: no dashboard modules in the session, the
+    controller got the slower loop (the idle background work that lands inside the
+    encoder's ONNX runs), and HAProxy listens on the service's port only: no stats page, no
+    Prometheus exporter on any address."""
+    service = jina_service  # shared: it stops at the end of the run
+    commands = {p.pid: p.command for p in marked(service.marker)}
+    assert any("raylet" in c for c in commands.values()), commands
+    # Without the dashboard Ray keeps only a minimal API server: no frontend, no modules.
+    assert not [c for c in commands.values() if c.startswith("ray-dashboard-")], commands
+    assert all("--disable-frontend" in c for c in commands.values()
+               if "dashboard/dashboard.py" in c), commands
+    controller = next(pid for pid, c in commands.items() if c.startswith("ray::ServeCon"))
+    assert environment(controller)["RAY_SERVE_CONTROL_LOOP_INTERVAL_S"] == "0.5"
+    port = int(service.url.rsplit(":", 1)[1])
+    haproxies = _haproxies(service)
+    assert haproxies and all(_listening_ports(pid) == {port} for pid in haproxies), [
+        _listening_ports(pid) for pid in haproxies]
+    assert httpx.post(f"{service.url}/v1/embeddings", json={"input": "hi"}).status_code == 200
 
 
 def test_a_model_that_cannot_be_found_fails_in_seconds_with_one_line(tmp_path):

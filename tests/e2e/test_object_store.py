@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 from openai import OpenAI
 
-from tests.clients import wait_for_batch
+from tests.clients import batch_file, wait_for_batch
 from tests.e2e.test_embed_job import jina_embed
 from tests.s3_server import BUCKET, CREDENTIALS, s3_server
-from tests.serve_process import replica_pid, serve_run
+from tests.serve_process import serve_run
 
 pytestmark = pytest.mark.e2e
 
@@ -41,13 +41,6 @@ def client(service):
     return OpenAI(base_url=f"{service.url}/v1", api_key="unused", max_retries=0)
 
 
-def batch_lines(count: int) -> bytes:
-    return b"".join(json.dumps({"custom_id": f"line-{i}", "method": "POST",
-                                "url": "/v1/embeddings",
-                                "body": {"input": [f"passage {i} of a batch on S3"] * 4}}
-                               ).encode() + b"\n" for i in range(count))
-
-
 def custom_ids(client, file_id: str | None) -> list[str]:
     if file_id is None:
         return []
@@ -56,30 +49,31 @@ def custom_ids(client, file_id: str | None) -> list[str]:
 
 
 def test_the_batch_api_keeps_its_files_and_batches_in_the_bucket(s3, client):
-    uploaded = client.files.create(file=("in.jsonl", batch_lines(3)), purpose="batch")
+    uploaded = client.files.create(file=("in.jsonl", batch_file(3, inputs=4)), purpose="batch")
     batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings",
                                   completion_window="24h")
     batch = wait_for_batch(client, batch.id, lambda b: b.status == "completed")
-    assert custom_ids(client, batch.output_file_id) == ["line-0", "line-1", "line-2"]
+    assert custom_ids(client, batch.output_file_id) == ["c0", "c1", "c2"]
     keys = {o["Key"] for o in s3.client.list_objects_v2(Bucket=BUCKET, Prefix="batches/")
             ["Contents"]}
     assert f"batches/files/{uploaded.id}.data" in keys
     assert f"batches/batches/{batch.id}.json" in keys
 
 
-def test_a_batchworker_killed_mid_batch_is_replaced_and_the_batch_completes(client):
-    lines = 3200
-    uploaded = client.files.create(file=("big.jsonl", batch_lines(lines)), purpose="batch")
+def test_a_batchworker_killed_mid_batch_is_replaced_and_the_batch_completes(service, client):
+    lines = 1600
+    uploaded = client.files.create(file=("big.jsonl", batch_file(lines, inputs=4)),
+                                   purpose="batch")
     batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings",
                                   completion_window="24h")
     wait_for_batch(client, batch.id, lambda b: b.request_counts and b.request_counts.completed > 0)
-    victim = replica_pid("BatchWorker")
+    victim = service.replica_pid("BatchWorker")
     os.kill(victim, signal.SIGKILL)
     batch = wait_for_batch(client, batch.id, lambda b: b.status in ("completed", "failed"), 300)
     assert batch.status == "completed", batch
-    assert replica_pid("BatchWorker") != victim  # Serve replaced the replica
+    assert service.replica_pid("BatchWorker") != victim  # Serve replaced the replica
     seen = custom_ids(client, batch.output_file_id) + custom_ids(client, batch.error_file_id)
-    assert sorted(seen) == sorted(f"line-{i}" for i in range(lines))  # each exactly once
+    assert sorted(seen) == sorted(f"c{i}" for i in range(lines))  # each exactly once
     assert batch.request_counts.total == lines
 
 

@@ -60,7 +60,7 @@ def test_health_and_models_answer_fast_while_the_encoder_is_saturated(minilm_dir
         time.sleep(3)  # the encoder's queue fills
         prober = threading.Thread(target=probe)
         prober.start()
-        time.sleep(20)
+        time.sleep(12)
         stop.set()
         for thread in [*clients, prober]:
             thread.join(timeout=120)

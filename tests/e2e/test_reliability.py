@@ -78,7 +78,8 @@ def test_burst_of_ten_times_capacity_gets_fast_429s(service):
 def test_killed_encoder_replica_recovers_and_only_in_flight_requests_fail(service):
     import ray
 
-    ray.init(address="auto", namespace="serve", log_to_driver=False, logging_level="ERROR")
+    ray.init(address=service.gcs_address(), namespace="serve", log_to_driver=False,
+             logging_level="ERROR")
     try:
         replicas = [a for a in ray.util.list_named_actors(all_namespaces=True)
                     if "Encoder" in a["name"]]

@@ -19,7 +19,6 @@ from encoder.ingress.admission import estimate_tokens
 from encoder.settings import ServiceSettings
 from tests.bad_inputs import BAD_REQUESTS, ODD_BUT_VALID
 from tests.reference import cosine
-from tests.serve_process import serve_run
 
 pytestmark = pytest.mark.e2e
 
@@ -34,12 +33,8 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def base_url(jina_dir, tmp_path_factory):
-    # 2 ORT threads on a fractional CPU share: the encoder opens its 1-thread parallel session
-    # (parallel_runs defaults to 2), so every test here also runs through parallel runs.
-    with serve_run(jina_dir, tmp_path_factory.mktemp("serve-jina"),
-                   args={"scheduler": {"ort_threads": 2}}) as service:
-        yield service.url
+def base_url(jina_service):
+    return jina_service.url
 
 
 @pytest.fixture(scope="module")

@@ -8,16 +8,13 @@ import pytest
 from openai import OpenAI
 
 from tests.reference import cosine
-from tests.serve_process import serve_run
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def base_url(minilm_dir, tmp_path_factory):
-    with serve_run(minilm_dir, tmp_path_factory.mktemp("serve-minilm"),
-                   args={"served_model_name": "all-MiniLM-L6-v2"}) as service:
-        yield service.url
+def base_url(minilm_service):
+    return minilm_service.url
 
 
 def test_vectors_mean_something_and_equal_reference(base_url, minilm_reference):
@@ -42,3 +39,14 @@ def test_no_tasks_and_its_own_limit(base_url):
     response = httpx.post(f"{base_url}/v1/embeddings",
                           json={"input": "word " * 600, "truncate": True})
     assert response.json()["usage"]["prompt_tokens"] == 512
+
+
+def test_two_instances_on_one_host_each_answer_for_themselves(minilm_service, jina_service):
+    """Ray fixes its fallback proxy's and direct ingress's ports per host: without ports of
+    its own, a second instance's HAProxy sends its requests to the first instance."""
+    for service, name in ((minilm_service, "all-MiniLM-L6-v2"),
+                          (jina_service, "jina-embeddings-v3")):
+        with httpx.Client(timeout=10) as client:
+            answers = {client.get(f"{service.url}/v1/models").json()["data"][0]["id"]
+                       for _ in range(20)}
+        assert answers == {name}, (service.url, answers)

@@ -1,0 +1,30 @@
+"""Serve instances shared by the e2e modules whose configuration they are: each starts on
+first use and stops at the end of the run, which it must leave nothing of."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.serve_process import ServeProcess, serve_run
+
+
+@pytest.fixture(scope="session")
+def jina_service(jina_dir, tmp_path_factory) -> ServeProcess:
+    """jina-tiny through ``jina-serve`` on the shipped config, at the tests' CPU shares, with
+    2 ORT threads on a fractional CPU share: the encoder opens its 1-thread parallel session
+    (``parallel_runs`` defaults to 2), so every test on it also runs through parallel runs.
+    Metrics reach the agent every second (Ray's default is 10 s). Used by test_serve_jina,
+    test_batch_api, test_ecosystem and test_launcher's look at a running instance."""
+    with serve_run(jina_dir, tmp_path_factory.mktemp("jina-service"),
+                   args={"scheduler": {"ort_threads": 2}},
+                   env={"RAY_metrics_report_interval_ms": "1000"}) as service:
+        yield service
+
+
+@pytest.fixture(scope="session")
+def minilm_service(minilm_dir, tmp_path_factory) -> ServeProcess:
+    """The real MiniLM (int8) through ``jina-serve``, served as ``all-MiniLM-L6-v2``, the
+    encoder on one ONNX thread (0.5 CPU). Used by test_serve_minilm and test_cancellation."""
+    with serve_run(minilm_dir, tmp_path_factory.mktemp("minilm-service"),
+                   args={"served_model_name": "all-MiniLM-L6-v2"}) as service:
+        yield service
