@@ -44,7 +44,7 @@ models: $(BIN)/.installed
 # prepared copy's raw ceiling and the service; then the graph against the stand-in, raw.
 bench: $(BIN)/.installed
 	$(BIN)/pip install --quiet -r requirements-bench.txt
-	$(BIN)/python -m benchmarks.compare --model jina-v3 --seconds 30 --ceiling-texts 128 16
+	$(BIN)/python -m benchmarks.compare --model jina-v3 --seconds 30 --ceiling-texts 128 16 --rounds 3
 	$(BIN)/python -m benchmarks.real_graph
 
 # Optional: infinity-emb for benchmarks.compare, in its own venv (it needs torch).

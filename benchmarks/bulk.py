@@ -31,28 +31,20 @@ from encoder.model.runtime import OnnxModel, served_onnx
 from encoder.settings import ServiceSettings
 from jina_serve.bulk import BulkOptions
 from jina_serve.embed_job import JobPlan, local_ray_cpus, run_job
-
-_PAGE = 4096
+from jina_serve.processes import processes
 
 
 def ray_rss_mb() -> dict[str, float]:
     """RSS in MB of this driver and of each Ray worker on the machine, by process title."""
     found: dict[str, float] = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
+    for process in processes():
+        if process.pid == os.getpid():
+            name = "driver"
+        elif process.command.startswith("ray::"):
+            name = process.command.split()[0]
+        else:
             continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-            if proc.name == str(os.getpid()):
-                name = "driver"
-            elif cmdline.startswith(b"ray::"):
-                name = cmdline.split(b"\0")[0].decode(errors="replace")
-            else:
-                continue
-            rss = int((proc / "statm").read_text().split()[1]) * _PAGE / 1e6
-            found[name] = found.get(name, 0.0) + rss
-        except (OSError, ValueError, IndexError):
-            continue
+        found[name] = found.get(name, 0.0) + process.rss / 1e6
     return found
 
 

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from benchmarks.infinity_model import bake_task, infinity_command
+from benchmarks.infinity_model import VARIANTS, bake_task, infinity_command
 from benchmarks.plots import plot_throughput, write_csv
 from benchmarks.throughput import CEILING_TEXTS, RESULTS, model_folder
 from benchmarks.workloads import Measured, benchmark_texts, raw_best_batch, raw_single, served
@@ -67,13 +67,15 @@ def raw_figures(folder: Path, texts: dict[str, list[str]], seconds: float,
 
 
 @contextmanager
-def infinity(python: Path, folder: Path, workdir: Path) -> Iterator[tuple[str, str]]:
-    """infinity-emb serving ``folder`` (task baked in): yields (base URL, model name)."""
+def infinity(python: Path, folder: Path, workdir: Path,
+             variant: str) -> Iterator[tuple[str, str]]:
+    """infinity-emb serving ``folder`` (task baked in), started as ``variant`` says
+    (``infinity_model.VARIANTS``): yields (base URL, model name)."""
     baked = bake_task(folder, workdir / f"{folder.name}-infinity")
     port = free_port()
-    log_path = workdir / "infinity.log"
+    log_path = workdir / f"infinity-{variant}.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(infinity_command(python, baked, port), stdout=log,
+        process = subprocess.Popen(infinity_command(python, baked, port, variant), stdout=log,
                                    stderr=subprocess.STDOUT,
                                    env={**os.environ, "DO_NOT_TRACK": "1"})
     url = f"http://127.0.0.1:{port}"
@@ -108,6 +110,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20, help="per load")
     parser.add_argument("--rounds", type=int, default=1, help="contenders alternated")
     parser.add_argument("--infinity", type=Path, help="python of a venv with infinity-emb")
+    parser.add_argument("--infinity-variants", nargs="+", choices=sorted(VARIANTS),
+                        default=["defaults", "no-optimizer"],
+                        help="how infinity-emb is started (benchmarks/infinity_model.py)")
     parser.add_argument("--ceiling-texts", type=int, nargs=2, metavar=("SHORT", "LONG"),
                         default=[CEILING_TEXTS["short"], CEILING_TEXTS["long"]],
                         help="texts each batch size of the raw ceiling runs")
@@ -119,15 +124,21 @@ def main() -> None:
     python = args.infinity or (INFINITY_PYTHON if INFINITY_PYTHON.is_file() else None)
 
     before = raw_figures(folder, texts, args.seconds, ceiling)
-    rounds: dict[str, list[dict]] = {"served": [], **({"infinity-emb": []} if python else {})}
+    variants = args.infinity_variants if python else []
+    rounds: dict[str, list[dict]] = {"served": [],
+                                     **{f"infinity-emb {v}": [] for v in variants}}
     for _ in range(args.rounds):
         with serve_run(folder, workdir, cpus=None, timeout_s=900,
                        command=["serve", "run"]) as service:
             rounds["served"].append(drive(service.url, texts, args.seconds))
-        if python:
-            with infinity(python, folder, workdir) as (url, name):
-                rounds["infinity-emb"].append(drive(url, texts, args.seconds,
-                                                    path="/embeddings", model=name))
+        for variant in variants:
+            try:
+                with infinity(python, folder, workdir, variant) as (url, name):
+                    rounds[f"infinity-emb {variant}"].append(
+                        drive(url, texts, args.seconds, path="/embeddings", model=name))
+            except RuntimeError as exc:  # it did not start: say so, go on without it
+                print(f"infinity-emb {variant} did not start: {str(exc)[-400:]}")
+    rounds = {contender: measured for contender, measured in rounds.items() if measured}
     results = {contender: median_of(measured) for contender, measured in rounds.items()}
     after = raw_figures(folder, texts, args.seconds, ceiling)
     raw = {k: (before[k].texts_per_s + after[k].texts_per_s) / 2 for k in before}
@@ -164,16 +175,18 @@ def report(name: str, raw: dict[str, float], before: dict, after: dict, results:
         print(f"the export as published, one run per short text: {raw['export single']:.2f} "
               f"texts/s; served short 32x1 ÷ it: "
               f"{results['served'][('short', '32x1')].texts_per_s / raw['export single']:.1f}")
+    others = [c for c in results if c != "served"]
     print()
-    print("| load | served texts/s (p50 ms) | served ÷ raw ceiling | infinity-emb texts/s "
-          "(p50 ms) | served ÷ infinity-emb |")
-    print("|---|---|---|---|---|")
+    print("| load | served texts/s (p50 ms) | served ÷ raw ceiling | "
+          + " | ".join(f"{c} texts/s (p50 ms) | served ÷ it" for c in others) + " |")
+    print("|---|---|---|" + "---|---|" * len(others))
     for (workload, load), m in results["served"].items():
-        other = results.get("infinity-emb", {}).get((workload, load))
         line = (f"| {workload} {load} | {m.texts_per_s:.1f} ({m.p50_ms:.1f}) | "
-                f"{m.texts_per_s / raw[workload]:.2f} | ")
-        line += (f"{other.texts_per_s:.1f} ({other.p50_ms:.1f}) | "
-                 f"{m.texts_per_s / other.texts_per_s:.2f} |" if other else "– | – |")
+                f"{m.texts_per_s / raw[workload]:.2f} |")
+        for contender in others:
+            other = results[contender][(workload, load)]
+            line += (f" {other.texts_per_s:.1f} ({other.p50_ms:.1f}) | "
+                     f"{m.texts_per_s / other.texts_per_s:.2f} |")
         print(line)
     RESULTS.mkdir(exist_ok=True)
     path = write_csv(rows, RESULTS / f"compare-{name}.csv")

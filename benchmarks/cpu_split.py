@@ -24,6 +24,7 @@ from pathlib import Path
 from benchmarks.plots import write_csv
 from benchmarks.throughput import RESULTS, model_folder
 from benchmarks.workloads import benchmark_texts, parse_load, served
+from jina_serve.processes import processes
 from tests.serve_process import serve_run
 
 # First match wins: a process's group by a fragment of its command line.
@@ -32,28 +33,19 @@ GROUPS = [("Encoder replica", "ServeReplica:embeddings:Encoder"),
           ("HAProxy", "haproxy"), ("Ray's proxy", "ProxyActor"),
           ("Serve controller", "ServeController"), ("raylet", "raylet"),
           ("GCS", "gcs_server"), ("other Ray processes", "ray")]
-TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds() -> Counter:
     """CPU seconds so far per group, over every process now alive on the host."""
     own = os.getpid()
     totals: Counter = Counter()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        seconds = (int(fields[11]) + int(fields[12])) * TICK_S  # utime + stime
-        if int(proc.name) == own:
+    for process in processes():
+        if process.pid == own:
             group = "benchmark clients (aiohttp)"
         else:
-            group = next((name for name, key in GROUPS if key in cmdline), "everything else")
-        totals[group] += seconds
+            group = next((name for name, key in GROUPS if key in process.command),
+                         "everything else")
+        totals[group] += process.cpu_s
     return totals
 
 

@@ -94,14 +94,22 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
+# How infinity-emb is started: with its own defaults (its ONNX optimizer on), or as the
+# earlier figures had it: ORT's graph optimizer turned off (``--onnx-disable-optimize``) and
+# the torch engine's BetterTransformer and compile off (no effect on the optimum engine).
+VARIANTS = {"defaults": [],
+            "no-optimizer": ["--onnx-disable-optimize", "--no-bettertransformer", "--no-compile"]}
+
+
 def infinity_command(venv_python_or_bin: Path, model_dir: Path, port: int,
-                     batch_size: int = 32) -> list[str]:
+                     variant: str = "defaults", batch_size: int = 32) -> list[str]:
     """argv that starts ``infinity_emb v2`` on ``model_dir`` (a ``bake_task`` folder).
 
     ``venv_python_or_bin``: the venv's python, its ``bin`` folder or its ``infinity_emb``.
-    Serves on 127.0.0.1:``port`` with the ONNX engine on CPU, mean pooling, no result
-    cache (it would answer repeated inputs without the model) and no ONNX re-optimisation.
-    Run it with ``DO_NOT_TRACK=1`` in the environment (no telemetry calls).
+    Serves on 127.0.0.1:``port`` with the ONNX engine on CPU, mean pooling, its batch size
+    (32, infinity's default), no result cache (it would answer repeated inputs without the
+    model) and the flags of ``variant`` (``VARIANTS``). Run it with ``DO_NOT_TRACK=1`` in
+    the environment (no telemetry calls).
     """
     path = Path(venv_python_or_bin)
     if path.is_dir():
@@ -111,5 +119,4 @@ def infinity_command(venv_python_or_bin: Path, model_dir: Path, port: int,
     return [*head, "v2", "--model-id", str(model_dir), "--served-model-name", model_dir.name,
             "--engine", "optimum", "--device", "cpu", "--pooling-method", "mean",
             "--batch-size", str(batch_size), "--host", "127.0.0.1", "--port", str(port),
-            "--no-vector-disk-cache", "--onnx-disable-optimize", "--no-bettertransformer",
-            "--no-compile", "--log-level", "warning"]
+            "--no-vector-disk-cache", *VARIANTS[variant], "--log-level", "warning"]

@@ -29,6 +29,7 @@ from benchmarks.workloads import benchmark_texts, single_run_ms
 from encoder.ingress.tokenize import TextTokenizer
 from encoder.model.card import ModelCard
 from encoder.model.runtime import OnnxModel, pad, served_onnx
+from encoder.scheduling.memory import resident_bytes
 
 # layout -> (threads of the session that runs queued work, callers at once, lone-run threads)
 LAYOUTS = {"1x2": (2, 1, 2), "1x2 2-at-once": (2, 2, 2), "1x1 2-at-once": (1, 2, 1),
@@ -71,8 +72,7 @@ def measure(model_dir: Path, layout: str, budget: int) -> dict:
             out[workload] = len(ids) / (time.perf_counter() - start)
     short = tokenizer.encode(texts["short"][:40], card.max_tokens, True)
     out["lone_p50_ms"] = float(np.percentile(single_run_ms(lone, card, short, task)[5:], 50))
-    pages = int(Path("/proc/self/statm").read_text().split()[1])
-    out["rss_mb"] = pages * 4096 / 1e6
+    out["rss_mb"] = resident_bytes() / 1e6
     return out
 
 

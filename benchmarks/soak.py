@@ -21,29 +21,22 @@ from pathlib import Path
 
 import httpx
 
+from jina_serve.processes import processes
 from tests.models import TASKS, build_jina_tiny
 from tests.serve_process import serve_run
 
 RESULTS = Path(__file__).parent / "results"
 _ROLES = {"Encoder": "ServeReplica:embeddings:Encoder",
           "Ingress": "ServeReplica:embeddings:Ingress", "Proxy": "ProxyActor"}
-_PAGE = 4096
 
 
 def serve_rss_mb(each: bool = False) -> dict:
-    """RSS in MB of the Serve processes found in /proc, by role: summed, or listed."""
+    """RSS in MB of the Serve processes on the host, by role: summed, or listed."""
     found: dict[str, list[float]] = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
-            rss_pages = int((proc / "statm").read_text().split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
+    for process in processes():
         for role, marker in _ROLES.items():
-            if marker in cmdline:
-                found.setdefault(role, []).append(rss_pages * _PAGE / 1e6)
+            if marker in process.command:
+                found.setdefault(role, []).append(process.rss / 1e6)
     return found if each else {role: sum(values) for role, values in found.items()}
 
 

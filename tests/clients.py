@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -26,11 +27,23 @@ async def ready() -> bool:
     return True
 
 
+# Tokenizers by model folder, loaded once per test run (jina's takes ~0.5 s); they keep no
+# state between calls.
+_TOKENIZERS: dict[Path, TextTokenizer] = {}
+
+
+def tokenizer_of(folder: Path) -> TextTokenizer:
+    """The model's tokenizer, loaded once per test run."""
+    if folder not in _TOKENIZERS:
+        _TOKENIZERS[folder] = TextTokenizer(folder)
+    return _TOKENIZERS[folder]
+
+
 def make_client(folder, api_key=None, embed=None, **overrides) -> TestClient:
     """The HTTP app in-process (no Ray) on the model in ``folder``: its own scheduler, or
     ``embed``; ``overrides`` are ``ServiceSettings`` fields."""
     settings = ServiceSettings(model=str(folder), **overrides)
-    service = EmbeddingsService(settings, ModelCard.from_folder(folder), TextTokenizer(folder),
+    service = EmbeddingsService(settings, ModelCard.from_folder(folder), tokenizer_of(folder),
                                 embed or make_scheduler(folder).embed)
     return TestClient(build_app(service, ready, api_key))
 

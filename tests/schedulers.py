@@ -1,10 +1,25 @@
 """Building schedulers and parcels for the scheduler's tests."""
 
+import copy
+from pathlib import Path
+
 from encoder.model.card import ModelCard
 from encoder.model.runtime import OnnxModel, served_onnx
 from encoder.parcels import Parcel
 from encoder.scheduling.scheduler import Scheduler
 from encoder.settings import SchedulerSettings
+
+# One-thread sessions by (file, role), opened once per test run: opening one costs ~0.5 s.
+_SESSIONS: dict[tuple[Path, str], OnnxModel] = {}
+
+
+def one_thread_session(path: Path, role: str) -> OnnxModel:
+    """A one-thread session of ``path`` for ``role`` ("full", "parallel"): a copy of the
+    wrapper around a session opened once, so a test may replace its attributes (its
+    ``session``, its ``token_states``) without touching another test's."""
+    if (path, role) not in _SESSIONS:
+        _SESSIONS[path, role] = OnnxModel(path, threads=1)
+    return copy.copy(_SESSIONS[path, role])
 
 
 def make_scheduler(folder, budget=16_384, parallel=1, window=None, **options) -> Scheduler:
@@ -14,8 +29,8 @@ def make_scheduler(folder, budget=16_384, parallel=1, window=None, **options) ->
     path = served_onnx(folder / "onnx/model.onnx", card)
     settings = SchedulerSettings(max_run_tokens=budget, parallel_runs=parallel,
                                  sort_window_tokens=window or max(budget, 4096))
-    return Scheduler(OnnxModel(path, threads=1), card, settings,
-                     OnnxModel(path, threads=1) if parallel > 1 else None, **options)
+    return Scheduler(one_thread_session(path, "full"), card, settings,
+                     one_thread_session(path, "parallel") if parallel > 1 else None, **options)
 
 
 def parcel(task, sequences) -> Parcel:

@@ -31,6 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # of every process the test run starts): what outlives its stop is found by it.
 SERVICE_MARKER = "JINA_TEST_SERVICE"
 RUN_MARKER = "JINA_TEST_RUN"
+# A stopping instance's HAProxy keeps a replica this long before it is stopped: 1 s keeps
+# each of the suite's stops short (Ray's default is 30 s, jina-serve's 5 s: the drain tests
+# pass those).
+TEST_SERVE_ENV = {"RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1"}
 # Fractions of the 2-core test machine, so a test Serve never starves pytest itself.
 TEST_CPUS = {"Ingress": 0.1, "Encoder": 0.5}
 # What users run: the console script's module, which starts Ray itself.
@@ -130,7 +134,7 @@ def start_service(model: Path, workdir: Path, args: dict | None = None,
     bin_dir = Path(sys.executable).parent
     marker = uuid.uuid4().hex
     plain = bool(command) and Path(command[0]).name == "serve"
-    full_env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {}),
+    full_env = {**TEST_SERVE_ENV, **os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {}),
                 **(haproxy_env() | instance_ports_env(port) if plain else {}),
                 SERVICE_MARKER: marker,
                 "PYTHONPATH": str(root), "EMBEDDINGS_CONFIG": str(config_path),
@@ -238,20 +242,20 @@ class ServeProcess:
 
     def session_dir(self) -> Path:
         """This instance's Ray session folder (logs, the metrics discovery file)."""
-        return Path(self._gcs_arg("--session-dir"))
+        return Path(self._ray_arg("--session-dir"))
 
     def gcs_address(self) -> str:
         """``host:port`` of this instance's Ray (``ray.init(address=...)``): with several
         instances up, ``address="auto"`` may join another's."""
-        return f"{self._gcs_arg('--node-ip-address')}:{self._gcs_arg('--gcs_server_port')}"
+        return self._ray_arg("--gcs-address")
 
-    def _gcs_arg(self, name: str) -> str:
+    def _ray_arg(self, name: str) -> str:
+        """A ``--name=value`` argument of one of this instance's Ray daemons."""
         for candidate in marked(self.marker):
-            if "gcs_server" in candidate.command.split()[0]:
-                for arg in candidate.command.split():
-                    if arg.startswith(f"{name}="):
-                        return arg.split("=", 1)[1]
-        raise RuntimeError(f"no GCS of this instance gives {name}")
+            for arg in candidate.command.split():
+                if arg.startswith(f"{name}="):
+                    return arg.split("=", 1)[1]
+        raise RuntimeError(f"no Ray process of this instance gives {name}")
 
     def replica_pid(self, deployment: str = "Encoder") -> int:
         """The process of one of this instance's replicas of ``deployment``."""

@@ -17,14 +17,21 @@ from tests.clients import ready
 from tests.schedulers import make_scheduler
 
 
+@pytest.fixture(scope="module")
+def batch_service(jina_dir) -> EmbeddingsService:
+    """The service the routes' batches run through, on an in-process scheduler (its ONNX
+    sessions loaded once per module)."""
+    return EmbeddingsService(ServiceSettings(model=str(jina_dir)),
+                             ModelCard.from_folder(jina_dir), TextTokenizer(jina_dir),
+                             make_scheduler(jina_dir).embed)
+
+
 @pytest.fixture
-def api(jina_dir, tmp_path):
-    """``(client, store, run)``: an HTTP client of the app with the Batch API's routes, its
-    store, and ``run(batch_id)``, which takes a batch to its end."""
+def api(batch_service, tmp_path):
+    """``(client, store, run)``: an HTTP client of the app with the Batch API's routes, an
+    empty store, and ``run(batch_id)``, which takes a batch to its end."""
     store = BatchStore(str(tmp_path / "store"))
-    settings = ServiceSettings(model=str(jina_dir))
-    service = EmbeddingsService(settings, ModelCard.from_folder(jina_dir),
-                                TextTokenizer(jina_dir), make_scheduler(jina_dir).embed)
+    service = batch_service
     runner = BatchRunner(store, service, max_file_bytes=1 << 20)
 
     async def wake() -> None:

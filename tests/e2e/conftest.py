@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.e2e.services import API_KEY, BATCH_WINDOW_S, LIMITS
 from tests.serve_process import ServeProcess, serve_run
 
 
@@ -27,4 +28,19 @@ def minilm_service(minilm_dir, tmp_path_factory) -> ServeProcess:
     encoder on one ONNX thread (0.5 CPU). Used by test_serve_minilm and test_cancellation."""
     with serve_run(minilm_dir, tmp_path_factory.mktemp("minilm-service"),
                    args={"served_model_name": "all-MiniLM-L6-v2"}) as service:
+        yield service
+
+
+
+@pytest.fixture(scope="session")
+def guarded_service(jina_dir, tmp_path_factory) -> ServeProcess:
+    """jina-tiny with an API key (``API_KEY``), small admission limits (``LIMITS``), one
+    encoder replica (the kill test takes down the only one, the harshest case) and a 2 s
+    batch completion window (``batches.completion_window_s``). Used by test_reliability and
+    test_batch_expiry."""
+    one = {"Encoder": {"autoscaling_config": {"min_replicas": 1, "max_replicas": 1}}}
+    args = {**LIMITS, "batches": {"storage": str(tmp_path_factory.mktemp("guarded-batches")),
+                                  "completion_window_s": BATCH_WINDOW_S}}
+    with serve_run(jina_dir, tmp_path_factory.mktemp("guarded-service"), args=args,
+                   env={"EMBEDDINGS_API_KEY": API_KEY}, deployments=one) as service:
         yield service

@@ -10,23 +10,17 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.serve_process import serve_run
+from tests.e2e.services import API_KEY, LIMITS
 
 pytestmark = pytest.mark.e2e
 
-KEY = "test-key-Ω"[:8]
+KEY = API_KEY
 AUTH = {"Authorization": f"Bearer {KEY}"}
-# Small admission limits so a 40-request burst is ten times what the service admits.
-LIMITS = {"max_inflight_requests": 4, "max_inflight_tokens": 8192}
 
 
 @pytest.fixture(scope="module")
-def service(jina_dir, tmp_path_factory):
-    # One encoder replica: the kill test takes down the only one, the harshest case.
-    one = {"Encoder": {"autoscaling_config": {"min_replicas": 1, "max_replicas": 1}}}
-    with serve_run(jina_dir, tmp_path_factory.mktemp("serve-reliability"), args=LIMITS,
-                   env={"EMBEDDINGS_API_KEY": KEY}, deployments=one) as running:
-        yield running
+def service(guarded_service):
+    return guarded_service
 
 
 def test_api_key_required_except_for_health(service):
