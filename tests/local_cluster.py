@@ -97,12 +97,8 @@ class LocalCluster:
                         self.dashboard_url], env=self.env, check=True, cwd=ROOT)
 
     def down(self) -> None:
-        """Shut Serve down (its proxies stop their HAProxy), then end the cluster's
-        processes: those carrying its marker (``ray stop`` would end every Ray on the host,
-        other Serve instances' too)."""
-        subprocess.run([str(BIN / "serve"), "shutdown", "-y", "--address", self.dashboard_url],
-                       env=self.env, cwd=ROOT, check=False, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=120)
+        """End the cluster's processes, Serve's and HAProxy included: those carrying its
+        marker (``ray stop`` would end every Ray on the host, other Serve instances' too)."""
         end_marked(CLUSTER_MARKER, str(self.ports.gcs))
 
     def status(self) -> str:

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.e2e
 
 # MiniLM (real attention) on half a core: one request of these takes seconds, so requests
 # are surely in flight when the signal comes.
-TEXTS = [f"passage {i} " + "about a graceful shutdown of the service " * 15 for i in range(160)]
+TEXTS = [f"passage {i} " + "about a graceful shutdown of the service " * 15 for i in range(80)]
 
 
 def _stop_under_load(service, sig: int) -> tuple[list, float]:

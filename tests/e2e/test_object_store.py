@@ -1,7 +1,9 @@
 """The Batch API and ``jina-embed`` on a real object store: an S3 server (moto, in server
 mode) on 127.0.0.1, reached over HTTP through ``pyarrow.fs`` as any S3 would be. On it, a
 BatchWorker replica killed with ``kill -9`` mid-batch is replaced by Serve, and the batch
-completes with every ``custom_id`` exactly once across its output and error files."""
+completes with every ``custom_id`` exactly once across its output and error files; and a
+batch the service stops in (the module's last test) is finished by the next service on the
+same bucket without redoing a finished part."""
 
 from __future__ import annotations
 
@@ -29,10 +31,14 @@ def s3():
         yield server
 
 
+def storage(s3) -> dict:
+    return {"batches": {"storage": s3.uri("batches"), "poll_s": 1}}
+
+
 @pytest.fixture(scope="module")
 def service(s3, jina_dir, tmp_path_factory):
     with serve_run(jina_dir, tmp_path_factory.mktemp("s3"), env=CREDENTIALS,
-                   args={"batches": {"storage": s3.uri("batches"), "poll_s": 1}}) as running:
+                   args=storage(s3)) as running:
         yield running
 
 
@@ -89,3 +95,32 @@ def test_jina_embed_reads_and_writes_the_bucket(s3, jina_dir):
     table = pq.read_table(f"{out_root}/in", filesystem=out_fs).sort_by("doc_id")
     assert table.column("doc_id").to_pylist() == list(range(50))
     assert all(len(v) == 64 for v in table.column("embedding").to_pylist())
+
+
+@pytest.mark.timeout(900)  # a second service starts and finishes the batch: waits below end first
+def test_a_batch_survives_a_service_restart(s3, service, client, jina_dir, tmp_path):
+    """The module's service stops mid-batch; a new one on the same bucket finishes it, every
+    line once and in order, no finished part written again. (Last: it stops the module's
+    service.)"""
+    lines = batch_file(1500, repeat=20, task="retrieval.passage")
+    uploaded = client.files.create(file=("long.jsonl", lines), purpose="batch")
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings",
+                                  completion_window="24h")
+    wait_for_batch(client, batch.id, lambda b: b.request_counts.completed >= 128, 120)
+    service.stop()
+    service.assert_nothing_left()
+    prefix = f"batches/batches/{batch.id}/"
+
+    def parts() -> dict[str, str]:
+        listed = s3.client.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
+        return {o["Key"]: o["LastModified"] for o in listed if o["Key"].endswith(".jsonl")}
+
+    before = parts()
+    assert before
+    with serve_run(jina_dir, tmp_path, env=CREDENTIALS, args=storage(s3)) as second:
+        client = OpenAI(base_url=f"{second.url}/v1", api_key="unused", max_retries=0)
+        done = wait_for_batch(client, batch.id, lambda b: b.status == "completed", 300)
+        ids = custom_ids(client, done.output_file_id)
+    assert ids == [f"c{i}" for i in range(1500)]  # each line once, in order
+    after = parts()
+    assert all(after[key] == written for key, written in before.items())  # not redone

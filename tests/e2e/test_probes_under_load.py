@@ -15,7 +15,7 @@ from tests.serve_process import serve_run
 pytestmark = pytest.mark.e2e
 
 PASSAGES = [f"passage {i} about probes, load and the latency of health checks " * 6
-            for i in range(128)]
+            for i in range(64)]
 
 
 def test_health_and_models_answer_fast_while_the_encoder_is_saturated(minilm_dir, tmp_path):
