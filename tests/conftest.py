@@ -18,6 +18,10 @@ from tests.serve_process import RUN_MARKER, marked
 
 # Every process the run starts inherits it: what is left at the end is found by it.
 os.environ.setdefault(RUN_MARKER, uuid.uuid4().hex)
+# Ray's token authentication, as every local Ray of the run has it (ray.init turns it on by
+# default): set before Ray reads its config in this process, so tests that join an
+# instance's Ray (ray.init(address=...)) send its token.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, StrictStr, field_validator
 
 from encoder.batches.lines import ENDPOINT
-from encoder.batches.store import BatchStore
+from encoder.batches.store import VALID_ID, BatchStore
 from encoder.errors import EmbeddingError, ErrorKind, invalid
 from encoder.http.body import read_json_body
 from encoder.ingress.schemas import parse_request
 from encoder.settings import BatchApiSettings
 
 Wake = Callable[[], Awaitable[None]]
+# File and batch ids in path parameters, as the OpenAPI document describes them (the store
+# checks them: an id it cannot have made is a 404).
+FileId = Annotated[str, Path(json_schema_extra={"pattern": f"^{VALID_ID.pattern}$"})]
+BatchId = Annotated[str, Path(json_schema_extra={"pattern": f"^{VALID_ID.pattern}$"})]
 
 # OpenAI's limits on a batch's metadata.
 METADATA_KEYS = 16
@@ -99,16 +104,16 @@ def _files_router(store: BatchStore, max_file_bytes: int) -> APIRouter:
         return await asyncio.to_thread(store.list_files, purpose, after, limit, order)
 
     @router.get("/v1/files/{file_id}")
-    async def get_file(file_id: str) -> dict:
+    async def get_file(file_id: FileId) -> dict:
         return await asyncio.to_thread(store.get_file, file_id)
 
     @router.get("/v1/files/{file_id}/content")
-    async def file_content(file_id: str) -> Response:
+    async def file_content(file_id: FileId) -> Response:
         data = await asyncio.to_thread(store.file_content, file_id)
         return Response(data, media_type="application/octet-stream")
 
     @router.delete("/v1/files/{file_id}")
-    async def delete_file(file_id: str) -> dict:
+    async def delete_file(file_id: FileId) -> dict:
         return await asyncio.to_thread(store.delete_file, file_id)
 
     return router
@@ -141,11 +146,11 @@ def _batches_router(store: BatchStore, wake: Wake, settings: BatchApiSettings,
         return await asyncio.to_thread(store.list_batches, after, limit)
 
     @router.get("/v1/batches/{batch_id}")
-    async def get_batch(batch_id: str) -> dict:
+    async def get_batch(batch_id: BatchId) -> dict:
         return await asyncio.to_thread(lambda: store.view(store.get_batch(batch_id)))
 
     @router.post("/v1/batches/{batch_id}/cancel")
-    async def cancel_batch(batch_id: str) -> dict:
+    async def cancel_batch(batch_id: BatchId) -> dict:
         batch = await asyncio.to_thread(store.request_cancel, batch_id)
         await wake()
         return batch

@@ -69,10 +69,9 @@ def test_burst_of_ten_times_capacity_gets_fast_429s(service):
     assert after.status_code == 200
 
 
-def test_killed_encoder_replica_recovers_and_only_in_flight_requests_fail(service, monkeypatch):
+def test_killed_encoder_replica_recovers_and_only_in_flight_requests_fail(service):
     import ray
 
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # as the instance's Ray: its ~/.ray token
     ray.init(address=service.gcs_address(), namespace="serve", log_to_driver=False,
              logging_level="ERROR")
     try:

@@ -228,8 +228,8 @@ def _fuzz(operation, mode: str, base_url: str) -> list[int]:
 
     try:
         check()
-    except Unsatisfiable:  # nothing to make invalid: no body, no parameters (GET /health)
-        assert mode == "negative" and not list(operation.iter_parameters()), label
+    except Unsatisfiable:  # nothing it takes can be invalid (no body; any string is a name)
+        assert mode == "negative", label
     return statuses
 
 
@@ -249,4 +249,8 @@ def test_openapi_fuzzing_of_every_route_never_gets_a_server_error(base_url, mode
         print(f"fuzz {mode} {label}: {len(statuses)} requests, statuses "
               f"{ {s: statuses.count(s) for s in sorted(set(statuses))} }")
     assert len(seen) >= 15  # embeddings, tokenize, models, health, files, batches
-    assert sum(bool(statuses) for statuses in seen.values()) >= len(seen) - 3, seen
+    if mode == "positive":
+        assert all(seen.values()), seen
+    else:  # ids have a pattern and lengths (the store's): their routes get invalid ones
+        assert all(seen[f"{m} {p}"] for m, p in (("GET", "/v1/files/{file_id}"),
+                                                  ("GET", "/v1/batches/{batch_id}"))), seen
