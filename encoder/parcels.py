@@ -18,13 +18,16 @@ class Parcel:
 
     One flat int32 array plus lengths pickles in a single buffer, unlike a list of lists.
     Each sequence pools to one vector, unless ``spans`` is set (late chunking): then each
-    sequence pools to one mean per ``[start, end)`` token span of its own.
+    sequence pools to one mean per ``[start, end)`` token span of its own. A rerank pair's
+    sequence has a second segment: ``pair_starts`` gives where it starts (its token type 1,
+    for models that read token types).
     """
 
     task_id: int | None
     ids: np.ndarray  # int32, all sequences back to back
     lengths: np.ndarray  # int32, one per sequence
     spans: tuple[np.ndarray, ...] | None = None  # per sequence: int [n, 2] token ranges
+    pair_starts: np.ndarray | None = None  # int32, per sequence: its second segment's start
 
     @classmethod
     def from_lists(
@@ -32,15 +35,18 @@ class Parcel:
         task_id: int | None,
         sequences: Sequence[Sequence[int]],
         spans: Sequence[np.ndarray] | None = None,
+        pair_starts: Sequence[int] | None = None,
     ) -> Parcel:
-        """Flatten ``sequences`` (with late chunking's token ``spans``, one per sequence)."""
+        """Flatten ``sequences`` (with late chunking's token ``spans``, one per sequence, or
+        rerank pairs' ``pair_starts``)."""
         lengths = np.fromiter((len(s) for s in sequences), dtype=np.int32, count=len(sequences))
         flat = np.fromiter(
             (t for s in sequences for t in s), dtype=np.int32, count=int(lengths.sum())
         )
         if spans is not None:
             spans = tuple(np.asarray(s, dtype=np.int32).reshape(-1, 2) for s in spans)
-        return cls(task_id=task_id, ids=flat, lengths=lengths, spans=spans)
+        starts = None if pair_starts is None else np.asarray(pair_starts, dtype=np.int32)
+        return cls(task_id=task_id, ids=flat, lengths=lengths, spans=spans, pair_starts=starts)
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -92,7 +98,10 @@ def split_by_tokens(sequences: Sequence[Sequence[int]], budget: int,
 
 
 def request_parcels(task_id: int | None, sequences: Sequence[Sequence[int]], budget: int,
-                    alone_above: int | None = None) -> list[Parcel]:
-    """One request's parcels, as the ingress sends them: ``split_by_tokens`` ranges."""
-    return [Parcel.from_lists(task_id, sequences[r.start : r.stop])
+                    alone_above: int | None = None,
+                    pair_starts: Sequence[int] | None = None) -> list[Parcel]:
+    """One request's parcels, as the ingress sends them: ``split_by_tokens`` ranges (with
+    rerank pairs' ``pair_starts``)."""
+    return [Parcel.from_lists(task_id, sequences[r.start : r.stop], pair_starts=None
+                              if pair_starts is None else pair_starts[r.start : r.stop])
             for r in split_by_tokens(sequences, budget, alone_above)]

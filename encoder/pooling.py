@@ -26,7 +26,12 @@ def span_means(states: np.ndarray, spans: np.ndarray) -> np.ndarray:
     )
 
 
-POOLERS = {"mean": mean_pool, "cls": cls_pool}
+def logits(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """A cross-encoder's ``[batch, labels]`` output: already one row per sequence."""
+    return np.ascontiguousarray(scores, dtype=np.float32)
+
+
+POOLERS = {"mean": mean_pool, "cls": cls_pool, "logits": logits}
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:

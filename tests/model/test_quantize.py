@@ -1,11 +1,12 @@
 import shutil
 
+import numpy as np
 import pytest
 
 from encoder.model.card import ModelCard
 from encoder.model.prepare import source_digest
 from encoder.model.quantize import needs_saturation_guard, quantized_model
-from encoder.model.runtime import OnnxModel
+from encoder.model.runtime import OnnxModel, pad
 from encoder.parcels import Parcel
 from encoder.pooling import l2_normalize
 from encoder.scheduling.scheduler import Scheduler
@@ -72,3 +73,14 @@ def test_the_guard_opens_a_session_with_exact_kernels(model_copy, jina_reference
     guarded = l2_normalize(scheduler.run_window([Parcel.from_lists(4, ids)])[0])
     for a, b in zip(plain, guarded, strict=True):
         assert cosine(a, b) >= 0.99
+
+
+def test_a_reranker_serves_int8_too(reranker_dir, reranker_reference, tmp_path):
+    """``quantize: int8`` on a cross-encoder: its int8 copy scores pairs close to fp32's."""
+    folder = shutil.copytree(reranker_dir, tmp_path / "reranker")
+    int8 = OnnxModel(quantized_model(folder / "onnx/model.onnx"), threads=1)
+    card = ModelCard.from_folder(folder)
+    for document in ("Berlin is the capital of Germany.", "Cats sleep a lot."):
+        ((ids, types),) = reranker_reference.pairs("capital of Germany?", document)
+        score = int8.token_states(*pad([np.asarray(ids)], card.pad_token_id), None)[0, 0]
+        assert float(score) == pytest.approx(reranker_reference.logit(ids, types), abs=0.1)

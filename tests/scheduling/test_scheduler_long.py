@@ -22,13 +22,13 @@ def _slow_long_runs(scheduler, seconds: float, log: list) -> None:
         if session is None:
             continue
 
-        def token_states(ids, mask, task_id, options=None, name=name,
+        def token_states(ids, mask, task_id, options=None, types=None, name=name,
                          original=session.token_states):
             where = (name, threading.current_thread().name)
             log.append(("start", ids.shape[1], *where))
             if ids.shape[1] > BUDGET:
                 threading.Event().wait(seconds)
-            out = original(ids, mask, task_id, options)
+            out = original(ids, mask, task_id, options, types)
             log.append(("end", ids.shape[1], *where))
             return out
 
@@ -75,17 +75,17 @@ def test_a_long_run_ends_when_its_caller_gives_up(jina_dir):
     original = scheduler.model.token_states
     ended = []
 
-    def until_terminated(ids, mask, task_id, options=None):
+    def until_terminated(ids, mask, task_id, options=None, types=None):
         if options is not None and ids.shape[1] > BUDGET:
             deadline = time.monotonic() + 5
             while not options.terminate and time.monotonic() < deadline:
                 time.sleep(0.01)
             try:  # ORT itself refuses to go on with terminated run options
-                return original(ids, mask, task_id, options)
+                return original(ids, mask, task_id, options, types)
             except Exception as exc:
                 ended.append(type(exc).__name__)
                 raise
-        return original(ids, mask, task_id, options)
+        return original(ids, mask, task_id, options, types)
 
     scheduler.model.token_states = until_terminated
 
