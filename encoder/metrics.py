@@ -36,55 +36,61 @@ def _serve_metrics() -> Any | None:
 
 
 class IngressMetrics:
-    """What clients asked for: inputs and tokens by task, errors by status and code."""
+    """What clients asked for, by model: inputs and tokens by task (rerank: documents and
+    pair tokens), errors by status and code."""
 
     def __init__(self) -> None:
         m = _serve_metrics()
         if m is None:
             self.inputs = self.tokens = self.errors = _NoMetric()
             return
-        self.inputs = m.Counter("embeddings_inputs", "Inputs embedded (texts or chunks).",
-                                tag_keys=("task",))
-        self.tokens = m.Counter("embeddings_tokens", "Tokens embedded, special tokens and "
-                                "instructions included.", tag_keys=("task",))
+        self.inputs = m.Counter("embeddings_inputs", "Inputs embedded (texts or chunks), or "
+                                "documents reranked.", tag_keys=("model", "task"))
+        self.tokens = m.Counter("embeddings_tokens", "Tokens run, special tokens, "
+                                "instructions and rerank queries included.",
+                                tag_keys=("model", "task"))
         self.errors = m.Counter("embeddings_errors", "Requests answered with an error.",
-                                tag_keys=("status", "code"))
+                                tag_keys=("model", "status", "code"))
 
-    def embedded(self, task: str | None, inputs: int, tokens: int) -> None:
-        """Record one answered request."""
-        tags = {"task": task or "none"}
+    def embedded(self, model: str, task: str | None, inputs: int, tokens: int) -> None:
+        """Record one answered request (``task``: "rerank" for a rerank request)."""
+        tags = {"model": model, "task": task or "none"}
         self.inputs.inc(inputs, tags)
         self.tokens.inc(tokens, tags)
 
-    def failed(self, status: int, code: str | None) -> None:
-        """Record one error response."""
-        self.errors.inc(1, {"status": str(status), "code": code or "none"})
+    def failed(self, status: int, code: str | None, model: str | None = None) -> None:
+        """Record one error response (``model``: None before a model was chosen)."""
+        self.errors.inc(1, {"model": model or "none", "status": str(status),
+                            "code": code or "none"})
 
 
 class EncoderMetrics:
-    """How the encoder runs: sequences and padded tokens per run, queue wait, run time."""
+    """How a model's encoder runs: sequences and padded tokens per run, queue wait, run
+    time; tagged with the model."""
 
-    def __init__(self) -> None:
+    def __init__(self, model: str = "none") -> None:
+        self.tags = {"model": model}
         m = _serve_metrics()
         if m is None:
             self.sequences = self.tokens = self.queue_wait = self.duration = _NoMetric()
             return
         self.sequences = m.Histogram("embeddings_run_sequences", "Sequences per ONNX run.",
-                                     boundaries=_SIZE_BOUNDARIES)
+                                     boundaries=_SIZE_BOUNDARIES, tag_keys=("model",))
         self.tokens = m.Histogram("embeddings_run_tokens", "Padded tokens (longest x "
-                                  "sequences) per ONNX run.", boundaries=_TOKEN_BOUNDARIES)
+                                  "sequences) per ONNX run.", boundaries=_TOKEN_BOUNDARIES,
+                                  tag_keys=("model",))
         self.queue_wait = m.Histogram("embeddings_queue_wait_ms", "Time a parcel waits in the "
                                       "encoder replica before its ONNX run starts.",
-                                      boundaries=_MS_BOUNDARIES)
+                                      boundaries=_MS_BOUNDARIES, tag_keys=("model",))
         self.duration = m.Histogram("embeddings_run_ms", "Duration of one ONNX run.",
-                                    boundaries=_MS_BOUNDARIES)
+                                    boundaries=_MS_BOUNDARIES, tag_keys=("model",))
 
     def run(self, sequences: int, padded_tokens: int, seconds: float) -> None:
         """Record one ONNX run (called by the scheduler's executor)."""
-        self.sequences.observe(sequences)
-        self.tokens.observe(padded_tokens)
-        self.duration.observe(seconds * 1000.0)
+        self.sequences.observe(sequences, self.tags)
+        self.tokens.observe(padded_tokens, self.tags)
+        self.duration.observe(seconds * 1000.0, self.tags)
 
     def waited(self, seconds: float) -> None:
         """Record how long a parcel waited for its run."""
-        self.queue_wait.observe(seconds * 1000.0)
+        self.queue_wait.observe(seconds * 1000.0, self.tags)

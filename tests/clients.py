@@ -3,12 +3,14 @@ files, and waiting for a condition."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 import numpy as np
 from fastapi.testclient import TestClient
 
@@ -101,3 +103,23 @@ def wait_for_batch(client, batch_id: str, done: Callable[[object], bool],
     """The batch (an OpenAI SDK client's view) once ``done(batch)`` holds."""
     return wait_until(lambda: (b := client.batches.retrieve(batch_id)) and done(b) and b,
                       timeout_s, f"batch {batch_id}")
+
+
+def scrape(service) -> str:
+    """The Prometheus text of every metrics agent of a running instance's Ray."""
+    discovery = json.loads((service.session_dir() / "prom_metrics_service_discovery.json")
+                           .read_text())
+    texts = []
+    for target in [target for group in discovery for target in group["targets"]]:
+        with contextlib.suppress(httpx.HTTPError):  # a node's agent may be restarting
+            texts.append(httpx.get(f"http://{target}/metrics", timeout=5).text)
+    return "\n".join(texts)
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The sum of a metric's samples in ``text`` that carry ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total

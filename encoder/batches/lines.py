@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from encoder.errors import EmbeddingError
+from encoder.ingress.models import ModelRouter
 from encoder.ingress.schemas import parse_embedding_request
 from encoder.ingress.service import EmbeddingsService
 
@@ -77,11 +78,15 @@ def parse_batch_file(data: bytes, max_lines: int = MAX_LINES
     return (lines, []) if not errors else ([], errors)
 
 
-async def answer_line(service: EmbeddingsService, line: BatchLine) -> tuple[bool, dict]:
-    """``(succeeded, output line)``: what ``POST /v1/embeddings`` with the line's body gives."""
+async def answer_line(models: ModelRouter | EmbeddingsService,
+                      line: BatchLine) -> tuple[bool, dict]:
+    """``(succeeded, output line)``: what ``POST /v1/embeddings`` with the line's body gives
+    (its ``model`` picks one of ``models``)."""
     request_id = f"req_{uuid.uuid4().hex}"
     try:
-        body: dict = await service.embeddings(parse_embedding_request(line.body))
+        request = parse_embedding_request(line.body)
+        service = ModelRouter.of(models).embeddings(request.model)
+        body: dict = await service.embeddings(request)
         status = 200
     except EmbeddingError as exc:
         body, status = exc.envelope(), exc.status

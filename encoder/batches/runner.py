@@ -18,8 +18,14 @@ import logging
 import time
 from typing import Any
 
-from encoder.batches.lines import BatchLine, answer_line, expired_line, parse_batch_file
+from encoder.batches.lines import (
+    BatchLine,
+    answer_line,
+    expired_line,
+    parse_batch_file,
+)
 from encoder.batches.store import BatchStore
+from encoder.ingress.models import ModelRouter
 from encoder.ingress.output import render_json
 from encoder.ingress.service import EmbeddingsService
 
@@ -35,10 +41,10 @@ _FIRST_RETRY_S = 0.5
 class BatchRunner:
     """Moves every pending batch in ``store`` forward, one at a time."""
 
-    def __init__(self, store: BatchStore, service: EmbeddingsService,
+    def __init__(self, store: BatchStore, models: ModelRouter | EmbeddingsService,
                  max_file_bytes: int, retry_max_s: float = 30.0) -> None:
         self.store = store
-        self.service = service
+        self.models = ModelRouter.of(models)
         self.max_file_bytes = max_file_bytes
         self.retry_max_s = retry_max_s
 
@@ -114,7 +120,7 @@ class BatchRunner:
         and the window is open."""
         delay = _FIRST_RETRY_S
         while True:
-            ok, out = await answer_line(self.service, line)
+            ok, out = await answer_line(self.models, line)
             if (ok or out["response"]["status_code"] not in RETRIED
                     or time.time() + delay >= deadline):
                 return ok, out

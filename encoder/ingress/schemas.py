@@ -71,13 +71,15 @@ def _conflict(reason: str) -> EmbeddingError:
 
 
 class TokenizeRequest(BaseModel):
-    """Body of ``POST /tokenize`` (TEI's fields, plus ``task`` to include its instruction)."""
+    """Body of ``POST /tokenize`` (TEI's fields, plus ``task`` to include its instruction
+    and ``model`` to pick an embeddings model)."""
 
     model_config = ConfigDict(extra="forbid")
 
     inputs: Union[StrictStr, list[StrictStr]]
     add_special_tokens: StrictBool = True
     task: StrictStr | None = None
+    model: StrictStr | None = None
 
 
 def parse_embedding_request(body: bytes) -> EmbeddingRequest:

@@ -7,31 +7,24 @@ encoder replicas through a deployment handle, elsewhere an in-process scheduler.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from encoder.errors import EmbeddingError, ErrorKind, invalid, raise_failures
-from encoder.ingress.admission import AdmissionControl, Ticket, estimate_tokens
+from encoder.errors import invalid
+from encoder.ingress.admission import Ticket
+from encoder.ingress.encoders import Embedder, Encoders
 from encoder.ingress.late_chunking import combine_pieces, plan_late_chunks
 from encoder.ingress.output import embedding_items
 from encoder.ingress.schemas import EmbeddingRequest, TokenizeRequest, parse_embedding_request
-from encoder.ingress.timeouts import RunRate, run_flops
-from encoder.ingress.tokenize import TextTokenizer
+from encoder.ingress.tokenize import TextTokenizer, off_loop
 from encoder.metrics import IngressMetrics
 from encoder.model.card import ModelCard
-from encoder.model.files import resolve_model
+from encoder.model.files import model_root
 from encoder.parcels import Parcel, request_parcels
 from encoder.pooling import finish
-from encoder.settings import ServiceSettings
-
-Embedder = Callable[[list[Parcel]], Awaitable[list[np.ndarray | EmbeddingError]]]
-T = TypeVar("T")
-
-# Below this many characters tokenizing inline is cheaper than a hop to a worker thread.
-_INLINE_TOKENIZE_CHARS = 4096
+from encoder.settings import ModelSettings, ServiceSettings
 
 
 def check_dimensions(dimensions: int | None, width: int | None) -> None:
@@ -42,7 +35,11 @@ def check_dimensions(dimensions: int | None, width: int | None) -> None:
 
 
 class EmbeddingsService:
-    """Validates and tokenizes requests, sends parcels to ``embed``, builds responses."""
+    """Validates and tokenizes embeddings requests for one model, sends their parcels to its
+    encoders, builds responses.
+
+    model: the model's own settings (None: the main model's, ``settings``'s own fields).
+    """
 
     def __init__(
         self,
@@ -51,28 +48,31 @@ class EmbeddingsService:
         tokenizer: TextTokenizer,
         embed: Embedder,
         metrics: IngressMetrics | None = None,
+        model: ModelSettings | None = None,
     ) -> None:
-        if card.tasks and settings.default_task not in card.tasks:
+        model = model or settings.main_model()
+        if card.tasks and model.default_task not in card.tasks:
             raise ValueError(
-                f"default_task {settings.default_task!r} is not one of the model's tasks "
+                f"default_task {model.default_task!r} is not one of the model's tasks "
                 f"{list(card.tasks)}"
             )
         self.settings = settings
+        self.model = model
         self.card = card
         self.tokenizer = tokenizer
-        self._embed = embed
+        self.encoders = Encoders(settings, card, embed)
         self.metrics = metrics or IngressMetrics()
-        self.max_tokens = settings.input_token_limit(card.max_tokens)
-        self.admission = AdmissionControl(settings.max_inflight_tokens,
-                                          settings.max_inflight_requests)
-        self.rate = RunRate()
+        self.max_tokens = model.input_token_limit(card.max_tokens)
 
     @classmethod
-    def for_model(cls, settings: ServiceSettings, embed: Embedder) -> EmbeddingsService:
-        """The service for the model ``settings`` names (its card and tokenizer only)."""
-        files = resolve_model(settings.model, settings.onnx_file, settings.revision,
-                              with_onnx=False)
-        return cls(settings, ModelCard.from_folder(files.root), TextTokenizer(files.root), embed)
+    def for_model(cls, settings: ServiceSettings, embed: Embedder,
+                  model: ModelSettings | None = None,
+                  metrics: IngressMetrics | None = None) -> EmbeddingsService:
+        """The service for ``model`` (None: the main one), from its card and tokenizer."""
+        model = model or settings.main_model()
+        root = model_root(model)
+        return cls(settings, ModelCard.from_folder(root), TextTokenizer(root), embed,
+                   metrics, model)
 
     async def create_embeddings(self, body: bytes) -> dict[str, Any]:
         """Answer one embeddings request (its JSON body) with the OpenAI response body.
@@ -81,7 +81,7 @@ class EmbeddingsService:
         service refuses before parsing or tokenizing; the exact token count then holds the
         budget.
         """
-        with self.admission.admit(estimate_tokens(len(body))) as ticket:
+        with self.encoders.admit(len(body)) as ticket:
             return await self.embeddings(parse_embedding_request(body), ticket)
 
     async def embeddings(self, request: EmbeddingRequest,
@@ -96,22 +96,31 @@ class EmbeddingsService:
             vectors, tokens = await self._vectors(request, task, task_id, ticket)
         check_dimensions(request.dimensions, vectors.shape[1])
         vectors = finish(vectors, request.dimensions, request.normalized)
-        self.metrics.embedded(task, len(vectors), tokens)
+        self.metrics.embedded(self.model.served_model_name, task, len(vectors), tokens)
         return {
             "object": "list",
             "data": embedding_items(vectors, wire, values),
-            "model": self.settings.served_model_name,
+            "model": self.model.served_model_name,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
+
+    async def unit_vectors(self, texts: list[str], task: str | None,
+                           ticket: Ticket | None = None) -> tuple[np.ndarray, int]:
+        """L2-normalised vectors of ``texts`` for ``task`` (None: the default), and the
+        tokens they took: for services built on embeddings (classify)."""
+        task, task_id = self._task(task)
+        vectors, tokens = await self._vectors(EmbeddingRequest(input=texts), task, task_id,
+                                              ticket)
+        return finish(vectors, None, True), tokens
 
     async def _vectors(self, request: EmbeddingRequest, task: str | None, task_id: int | None,
                        ticket: Ticket | None) -> tuple[np.ndarray, int]:
         sequences = await self._token_sequences(request, task)
-        tokens = self._hold(ticket, sum(len(s) for s in sequences))
-        scheduler = self.settings.scheduler
+        tokens = self.encoders.hold(ticket, sum(len(s) for s in sequences))
+        scheduler = self.model.scheduler
         parcels = request_parcels(task_id, sequences, scheduler.sort_window_tokens,
                                   alone_above=scheduler.max_run_tokens)
-        parts = await self._embed_in_time(parcels)
+        parts = await self.encoders.run(parcels)
         return (parts[0] if len(parts) == 1 else np.concatenate(parts)), tokens
 
     async def _late_chunk_vectors(self, request: EmbeddingRequest, task: str | None,
@@ -126,75 +135,34 @@ class EmbeddingsService:
         if chars > self.settings.max_request_tokens:
             # Tokenizing a huge document only to refuse it would hold a core for seconds.
             floor = await asyncio.to_thread(self.tokenizer.min_tokens, chunks)
-            self._check_request_tokens(floor, at_least=True)
-        plan = await _off_loop(chars, plan_late_chunks, self.tokenizer, chunks,
+            self.encoders.check_request_tokens(floor, at_least=True)
+        plan = await off_loop(chars, plan_late_chunks, self.tokenizer, chunks,
                                self.card.instruction(task), self._token_limit(request),
                                self.settings.late_chunking_overlap)
-        self._hold(ticket, sum(len(w) for w in plan.windows))
+        self.encoders.hold(ticket, sum(len(w) for w in plan.windows))
         parcels = [Parcel.from_lists(task_id, [w], spans=[s])
                    for w, s in zip(plan.windows, plan.spans, strict=True)]
-        parts = await self._embed_in_time(parcels)
+        parts = await self.encoders.run(parcels)
         return combine_pieces(plan, np.concatenate(parts)), plan.tokens
 
-    def _hold(self, ticket: Ticket | None, tokens: int) -> int:
-        """The request's exact tokens, checked against the per-request limit and held."""
-        self._check_request_tokens(tokens)
-        if ticket is not None:
-            ticket.hold(tokens)
-        return tokens
-
-    def _check_request_tokens(self, tokens: int, at_least: bool = False) -> None:
-        if tokens > self.settings.max_request_tokens:
-            raise invalid(
-                f"request has {'at least ' if at_least else ''}{tokens} tokens, more than the "
-                f"limit of {self.settings.max_request_tokens} per request; split it",
-                param="input",
-                code="request_too_large",
-            )
-
-    async def _embed_in_time(self, parcels: list[Parcel]) -> list[np.ndarray]:
-        """The parcels' vectors, given ``request_timeout_s`` to wait plus the time their own
-        arithmetic takes at the rate measured so far (``timeouts.py``)."""
-        flops = sum(run_flops(self.card, int(n)) for p in parcels for n in p.lengths)
-        timeout = self.settings.request_timeout_s + self.rate.seconds(flops)
-        started = time.perf_counter()
-        try:
-            results = await asyncio.wait_for(self._embed(parcels), timeout)
-        except asyncio.TimeoutError:
-            raise EmbeddingError(
-                ErrorKind.TIMEOUT, f"the encoders did not answer within {timeout:.0f} s",
-                code="timeout", retry_after_s=self.admission.retry_after_s()) from None
-        results = raise_failures(results)
-        self.rate.observe(flops, time.perf_counter() - started)
-        return results
-
-    def models(self) -> dict[str, Any]:
-        """``GET /v1/models`` in the OpenAI list shape, with the model's facts added."""
-        return {"object": "list", "data": [self._model_entry()]}
-
-    def model(self, model_id: str) -> dict[str, Any]:
-        """``GET /v1/models/{model_id}``: the served model's entry, or OpenAI's 404."""
-        if model_id != self.settings.served_model_name:
-            raise EmbeddingError(ErrorKind.NOT_FOUND, f"The model '{model_id}' does not exist; "
-                                 f"this server serves '{self.settings.served_model_name}'",
-                                 param="model", code="model_not_found")
-        return self._model_entry()
-
-    def _model_entry(self) -> dict[str, Any]:
+    def model_entry(self) -> dict[str, Any]:
+        """This model's ``/v1/models`` entry: OpenAI's fields and the model's facts."""
         return {
-            "id": self.settings.served_model_name,
+            "id": self.model.served_model_name,
             "object": "model",
             "created": 0,
             "owned_by": "self-hosted",
+            "kind": "embeddings",
+            "aliases": list(self.model.aliases),
             "tasks": list(self.card.tasks),
-            "default_task": self.settings.default_task if self.card.tasks else None,
+            "default_task": self.model.default_task if self.card.tasks else None,
             "dimensions": self.card.hidden_size,
             "matryoshka_dimensions": list(self.card.matryoshka_dims),
             "max_tokens": self.max_tokens,
         }
 
     def _task(self, task: str | None) -> tuple[str | None, int | None]:
-        return self.card.resolve_task(task, self.settings.default_task)
+        return self.card.resolve_task(task, self.model.default_task)
 
     def _inputs(self, inputs: Any, param: str) -> list:
         """A request's inputs as a list: not empty, at most ``max_inputs``."""
@@ -226,7 +194,7 @@ class EmbeddingsService:
         _check_texts(inputs)
         prefix = self.card.instruction(task)
         texts = [prefix + text for text in inputs] if prefix else inputs
-        return await _off_loop(sum(len(t) for t in texts), self.tokenizer.encode, texts,
+        return await off_loop(sum(len(t) for t in texts), self.tokenizer.encode, texts,
                                limit, truncate)
 
     async def tokenize(self, request: TokenizeRequest) -> list[list[dict]]:
@@ -234,7 +202,7 @@ class EmbeddingsService:
         texts = self._inputs(request.inputs, "inputs")
         task, _ = self._task(request.task) if request.task is not None else (None, None)
         prefix = self.card.instruction(task) if task else ""
-        return await _off_loop(sum(len(t) for t in texts), self.tokenizer.tokens, texts,
+        return await off_loop(sum(len(t) for t in texts), self.tokenizer.tokens, texts,
                                request.add_special_tokens, prefix)
 
 
@@ -242,11 +210,3 @@ def _check_texts(texts: Sequence[str]) -> None:
     for index, text in enumerate(texts):
         if not text:
             raise invalid(f"input[{index}] is an empty string", param="input")
-
-
-async def _off_loop(chars: int, work: Callable[..., T], *args: Any) -> T:
-    """``work(*args)``: inline for up to ``_INLINE_TOKENIZE_CHARS`` characters of text, else
-    on a worker thread so a big request does not hold the event loop."""
-    if chars <= _INLINE_TOKENIZE_CHARS:
-        return work(*args)
-    return await asyncio.to_thread(work, *args)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
 from encoder.errors import EmbeddingError, invalid
+
+T = TypeVar("T")
+# Below this many characters tokenizing inline is cheaper than a hop to a worker thread.
+_INLINE_TOKENIZE_CHARS = 4096
 
 
 class TextTokenizer:
@@ -35,6 +42,7 @@ class TextTokenizer:
         self.vocab_size: int = backend.get_vocab_size(with_added_tokens=True)
         self.special_tokens: int = backend.num_special_tokens_to_add(False)
         self.lead_ids, self.tail_ids = _special_ids_around(backend)
+        self.pair = _pair_template(backend)
 
     def encode(self, texts: Sequence[str], limit: int, truncate: bool) -> list[list[int]]:
         """Token ids (special tokens included) of each text, at most ``limit`` long.
@@ -116,6 +124,14 @@ class TextTokenizer:
             out.append(list(ids))
         return out
 
+    def content_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Each text's ids without special tokens (a rerank query's, a document's)."""
+        try:
+            encodings = self._backend.encode_batch(list(texts), add_special_tokens=False)
+        except (TypeError, ValueError, UnicodeError) as exc:
+            raise _unencodable(texts) from exc
+        return [e.ids for e in encodings]
+
     def _encode_one(self, text: str):
         # encode_batch, not encode: only the batch call releases the GIL while Rust works,
         # and a single encode of 1.8 MB held the event loop of its caller's thread for 1 s.
@@ -189,6 +205,39 @@ def _special_ids_around(backend) -> tuple[list[int], list[int]]:
     return [], []
 
 
+@dataclass(frozen=True)
+class PairTemplate:
+    """How the tokenizer's own post-processor joins two texts: ``lead + a + mid + b + tail``
+    (XLM-R: ``<s> a </s></s> b </s>``; BERT: ``[CLS] a [SEP] b [SEP]``), and whether ``b``'s
+    tokens and what follows them are of token type 1 (BERT's are, RoBERTa's not)."""
+
+    lead: list[int]
+    mid: list[int]
+    tail: list[int]
+    second_type: bool
+
+    @property
+    def specials(self) -> int:
+        return len(self.lead) + len(self.mid) + len(self.tail)
+
+    def join(self, a: Sequence[int], b: Sequence[int]) -> tuple[list[int], int | None]:
+        """The pair's ids, and where its second segment (type 1) starts, if it has one."""
+        start = len(self.lead) + len(a) + len(self.mid)
+        return [*self.lead, *a, *self.mid, *b, *self.tail], start if self.second_type else None
+
+
+def _pair_template(backend) -> PairTemplate:
+    """Read the pair template off the post-processor, with marker texts ``a`` and ``b``."""
+    a, b = (backend.encode(text, add_special_tokens=False) for text in ("a", "b"))
+    pair = backend.post_process(a, b, add_special_tokens=True)
+    ids, types = pair.ids, pair.type_ids
+    first = next(i for i in range(len(ids)) if ids[i : i + len(a.ids)] == a.ids)
+    second = next(i for i in range(first + len(a.ids), len(ids))
+                  if ids[i : i + len(b.ids)] == b.ids)
+    return PairTemplate(lead=ids[:first], mid=ids[first + len(a.ids) : second],
+                        tail=ids[second + len(b.ids):], second_type=bool(types[second]))
+
+
 def too_long(index: int, tokens: int, limit: int):
     """The 400 for an input over the token limit."""
     return invalid(
@@ -208,3 +257,11 @@ def _unencodable(texts: Sequence[str], first: int = 0):
                 f"input[{index}] is not valid Unicode (it holds a lone surrogate)", param="input"
             )
     return invalid("input could not be tokenized", param="input")
+
+
+async def off_loop(chars: int, work: Callable[..., T], *args: Any) -> T:
+    """``work(*args)``: inline for up to ``_INLINE_TOKENIZE_CHARS`` characters of text, else
+    on a worker thread so a big request does not hold the event loop."""
+    if chars <= _INLINE_TOKENIZE_CHARS:
+        return work(*args)
+    return await asyncio.to_thread(work, *args)
