@@ -30,7 +30,7 @@ from benchmarks.workloads import in_fresh_process
 from encoder.model.card import ModelCard
 from encoder.model.graph import keep_outputs
 from encoder.model.lora import lora_to_activations
-from encoder.model.prepare import state_output
+from encoder.model.prepare import served_output
 from encoder.model.rotary import fuse_rotary
 from encoder.model.runtime import OnnxModel, served_onnx
 from encoder.model.tensors import Tensors
@@ -59,7 +59,7 @@ def unfused_variant(source: Path) -> Path:
         tensors = Tensors.load(source)
         outputs = [(o.name, len(o.type.tensor_type.shape.dim))
                    for o in tensors.model.graph.output]
-        keep_outputs(tensors, [state_output(outputs) or ""])
+        keep_outputs(tensors, [served_output(outputs) or ""])
         lora_to_activations(tensors)
         fuse_rotary(tensors, ModelCard.from_folder(source.parents[1]).attention_heads)
         tensors.save(target)

@@ -63,10 +63,10 @@ def short_queries(count: int, seed: int = 0) -> list[str]:
     return [" ".join(rng.choices(_WORDS, k=rng.randint(10, 16))) + "?" for _ in range(count)]
 
 
-def long_passages(count: int, seed: int = 1) -> list[str]:
-    """Passages of 80-400 words (~100-500 tokens)."""
+def long_passages(count: int, seed: int = 1, words: tuple[int, int] = (80, 400)) -> list[str]:
+    """Passages of 80-400 words (~100-500 tokens), or of as many ``words``."""
     rng = random.Random(seed)
-    return [" ".join(rng.choices(_WORDS, k=rng.randint(80, 400))) + "." for _ in range(count)]
+    return [" ".join(rng.choices(_WORDS, k=rng.randint(*words))) + "." for _ in range(count)]
 
 
 def benchmark_texts() -> dict[str, list[str]]:

@@ -45,9 +45,10 @@ def serve_parser() -> argparse.ArgumentParser:
                         help="start Ray's dashboard too (port 8265); off, its ~10 processes "
                              "take no CPU from the model")
     parser.add_argument("--prepare", action="store_true",
-                        help="download the model and build the copy the encoders serve (the "
-                             "prepared graph, and its int8 copy with quantize: int8), print "
-                             "its path and exit: for image builds and warming a cache")
+                        help="download every model and build the copy its encoders serve "
+                             "(the prepared graph, and its int8 copy with quantize: int8), "
+                             "print their paths and exit: for image builds and warming a "
+                             "cache")
     return parser
 
 
@@ -71,21 +72,22 @@ def serve_main(argv: list[str] | None = None) -> None:
 
 
 def _check_model(args: dict) -> None:
-    """Fail in a second, with one line, when the model cannot be found (before Ray starts)."""
+    """Fail in a second, with one line, when a model cannot be found (before Ray starts)."""
     from pydantic import ValidationError
 
-    from encoder.model.files import resolve_model
+    from encoder.model.card import ModelCard
+    from encoder.model.files import model_root
     from encoder.settings import ServiceSettings
 
     try:
-        settings = ServiceSettings(**args)
-        resolve_model(settings.model, settings.onnx_file, settings.revision, with_onnx=False)
-    except (FileNotFoundError, ValidationError) as exc:
+        for model in ServiceSettings(**args).models():
+            ModelCard.from_folder(model_root(model))
+    except (FileNotFoundError, ValidationError, ValueError) as exc:
         sys.exit(f"jina-serve: {exc}")
 
 
 def _prepare(args: dict) -> None:
-    """Resolve (download) the model and build what its replicas will serve."""
+    """Resolve (download) every model and build what its replicas will serve."""
     import logging
 
     from encoder.model.card import ModelCard
@@ -94,11 +96,11 @@ def _prepare(args: dict) -> None:
     from encoder.settings import ServiceSettings
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    settings = ServiceSettings(**args)
-    files = resolve_model(settings.model, settings.onnx_file, settings.revision)
-    assert files.onnx is not None
-    print(served_onnx(files.onnx, ModelCard.from_folder(files.root),
-                      int8=settings.quantize == "int8"))
+    for model in ServiceSettings(**args).models():
+        files = resolve_model(model.model, model.onnx_file, model.revision)
+        assert files.onnx is not None
+        print(served_onnx(files.onnx, ModelCard.from_folder(files.root),
+                          int8=model.quantize == "int8"))
 
 
 def embed_parser() -> argparse.ArgumentParser:

@@ -37,7 +37,8 @@ def derive_config(
     """A copy of ``config`` with the first application's ``args.model`` (a folder made
     absolute, as replicas may run elsewhere), other ``args``, the HTTP host/port, the
     deployments' ``num_cpus`` and any deployment keys (``deployments``: name -> keys)
-    replaced; mappings (``autoscaling_config``) are updated, not replaced."""
+    replaced; mappings (``autoscaling_config``) are updated, not replaced; a deployment the
+    config does not list yet is added."""
     config = yaml.safe_load(yaml.safe_dump(config))  # a deep copy of plain YAML data
     app = config["applications"][0]
     app_args = app.setdefault("args", {})
@@ -49,7 +50,11 @@ def derive_config(
         http["host"] = host
     if port is not None:
         http["port"] = port
-    for deployment in app.get("deployments", []):
+    listed = app.setdefault("deployments", [])
+    names = {d["name"] for d in listed}
+    listed += [{"name": name} for name in [*(deployments or {}), *(cpus or {})]
+               if name not in names and not names.add(name)]
+    for deployment in listed:
         if cpus and deployment["name"] in cpus:
             deployment.setdefault("ray_actor_options", {})["num_cpus"] = cpus[deployment["name"]]
         _update(deployment, (deployments or {}).get(deployment["name"], {}))

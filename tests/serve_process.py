@@ -105,7 +105,8 @@ def start_service(model: Path, workdir: Path, args: dict | None = None,
                   graceful_s: float = 2, deployments: dict[str, dict] | None = None,
                   root: Path = ROOT, own_batches: bool = True,
                   controller_env: dict[str, str] | None = None,
-                  port: int | None = None) -> ServeProcess:
+                  port: int | None = None,
+                  config_file: str = "serve_config.yaml") -> ServeProcess:
     """Run ``jina-serve`` on serve_config.yaml pointed at ``model``; the service once healthy.
 
     ``cpus`` overrides deployments' ``num_cpus`` (None keeps serve_config.yaml's); ``env``
@@ -115,12 +116,12 @@ def start_service(model: Path, workdir: Path, args: dict | None = None,
     gives the instance a Batch API folder of its own in ``workdir`` (off for checkouts
     older than the Batch API); ``controller_env`` replaces some of the config's
     ``controller_options`` environment (Ray's serving switches); ``port``: the HTTP port
-    (default: a free one).
+    (default: a free one); ``config_file``: the shipped config to start from.
     """
     port = port or free_port()
     if own_batches:
         args = {"batches": {"storage": str(workdir / "batches")}, **(args or {})}
-    config = derive_config(load_config(root / "serve_config.yaml"), model=str(model),
+    config = derive_config(load_config(root / config_file), model=str(model),
                            port=port, cpus=cpus, args=args, deployments=deployments)
     if controller_env:
         env_vars = config["controller_options"]["runtime_env"]["env_vars"]

@@ -86,3 +86,32 @@ def test_image_working_dir_and_ray_version_match_the_build() -> None:
         assert container["workingDir"] == workdir
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["PYTHONPATH"] == workdir
+
+
+def test_the_rerank_config_is_the_shipped_one_plus_a_reranker() -> None:
+    """serve_config.rerank.yaml (which deploy/kubernetes.md swaps into serveConfigV2) keeps
+    the shipped file's serving options and deployments; it adds the reranker, its
+    deployment, and splits the cores between the two encoders."""
+    rerank = _load("serve_config.rerank.yaml")
+    for key in ("proxy_location", "controller_options", "http_options"):
+        assert rerank[key] == SERVE[key], key
+    app, shipped = rerank["applications"][0], SERVE["applications"][0]
+    assert {k: v for k, v in app.items() if k != "deployments"} | {"args": None} == {
+        k: v for k, v in shipped.items() if k != "deployments"} | {"args": None}
+    assert app["args"]["model"] == shipped["args"]["model"]
+    (extra,) = app["args"]["extra_models"]
+    ours = {d["name"]: d for d in app["deployments"]}
+    assert set(ours) == set(DEPLOYMENTS) | {extra["deployment"]}
+    for name in ("Ingress", "BatchWorker"):
+        assert ours[name] == DEPLOYMENTS[name], name
+
+    def without_resources(deployment: dict) -> dict:
+        options = {k: v for k, v in deployment["ray_actor_options"].items()
+                   if k not in ("num_cpus", "memory")}
+        return {**deployment, "name": None, "ray_actor_options": options}
+
+    assert without_resources(ours["Encoder"]) == without_resources(DEPLOYMENTS["Encoder"])
+    assert without_resources(ours[extra["deployment"]]) == without_resources(
+        DEPLOYMENTS["Encoder"])
+    cpus = sum(d["ray_actor_options"]["num_cpus"] for d in ours.values())
+    assert cpus <= sum(d["ray_actor_options"]["num_cpus"] for d in DEPLOYMENTS.values())

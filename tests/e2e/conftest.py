@@ -44,3 +44,26 @@ def guarded_service(jina_dir, tmp_path_factory) -> ServeProcess:
     with serve_run(jina_dir, tmp_path_factory.mktemp("guarded-service"), args=args,
                    env={"EMBEDDINGS_API_KEY": API_KEY}, deployments=one) as service:
         yield service
+
+
+RERANKER = "jina-reranker-v2-base-multilingual"
+BERT_RERANKER = "ms-marco-MiniLM-L-6-v2"
+
+
+@pytest.fixture(scope="session")
+def rerank_service(jina_dir, reranker_dir, bert_cross_encoder_dir,
+                   tmp_path_factory) -> ServeProcess:
+    """serve_config.rerank.yaml: jina-tiny's embeddings beside two rerankers, each on its
+    own Encoder deployment: the tiny jina-reranker-v2 (``RERANKER``, alias
+    "jina-reranker-v2") and the tiny BERT cross-encoder (``BERT_RERANKER``). Used by
+    test_rerank and test_ecosystem's README examples."""
+    extra = [{"model": str(reranker_dir), "served_model_name": RERANKER,
+              "aliases": ["jina-reranker-v2"], "deployment": "Reranker"},
+             {"model": str(bert_cross_encoder_dir), "served_model_name": BERT_RERANKER,
+              "deployment": "BertReranker"}]
+    cpus = {"Ingress": 0.1, "Encoder": 0.4, "Reranker": 0.4, "BertReranker": 0.3}
+    with serve_run(jina_dir, tmp_path_factory.mktemp("rerank-service"), cpus=cpus,
+                   config_file="serve_config.rerank.yaml",
+                   env={"RAY_metrics_report_interval_ms": "1000"},
+                   args={"extra_models": extra, "scheduler": {"ort_threads": 1}}) as service:
+        yield service

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -74,8 +75,11 @@ def _engine() -> bool:
 def _replay(app: Path, site: Path) -> tuple[list[str], dict[str, str]]:
     """Replay the build into ``app`` (WORKDIR) and ``site`` (the image's site-packages);
     return the ENTRYPOINT's command and the image's ENV."""
-    files, env, entrypoint = context_files(), {}, None
+    files, env, build_args, entrypoint = context_files(), {}, {}, None
     for name, args in instructions():
+        if name == "ARG":
+            key, _, value = args.partition("=")
+            build_args[key] = value
         if name == "COPY":
             *sources, _dest = shlex.split(args)
             for source in sources:
@@ -87,7 +91,7 @@ def _replay(app: Path, site: Path) -> tuple[list[str], dict[str, str]]:
         elif name == "ENV":
             for pair in shlex.split(args):
                 key, _, value = pair.partition("=")
-                env[key] = value
+                env[key] = re.sub(r"\$\{(\w+)\}", lambda m: build_args[m.group(1)], value)
         elif name == "RUN" and "pip install --no-deps ." in args:
             # The image's own install of the package; its dependencies come from this venv.
             subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
@@ -105,6 +109,8 @@ def test_the_image_serves_vectors_on_10002(jina_dir, jina_reference, tmp_path):
     app, site = tmp_path / "app", tmp_path / "site"
     app.mkdir()
     command, image_env = _replay(app, site)
+    assert image_env["EMBEDDINGS_CONFIG"] == "/app/serve_config.yaml"
+    image_env["EMBEDDINGS_CONFIG"] = str(app / "serve_config.yaml")  # /app is tmp_path here
     # The model mounted and named as deploy/docker.md says.
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "RAY_"))},
            **image_env, "EMBEDDINGS_MODEL": str(jina_dir), "PYTHONPATH": str(site),

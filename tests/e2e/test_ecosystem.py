@@ -4,14 +4,12 @@ README's curl examples, late chunking and binary vectors over HTTP, and the Prom
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -20,6 +18,7 @@ import tiktoken
 from langchain_openai import OpenAIEmbeddings
 from openai import OpenAI
 
+from tests.clients import sample, scrape
 from tests.reference import cosine, finish_reference, late_chunk_reference
 from tests.serve_process import ROOT
 
@@ -121,7 +120,10 @@ def test_readme_has_curl_examples():
 
 
 @pytest.mark.parametrize("example", readme_curl_examples())
-def test_readme_curl_examples(base_url, example):
+def test_readme_curl_examples(base_url, example, request):
+    """Rerank examples run on serve_config.rerank.yaml's service, the rest on the shipped."""
+    if "rerank" in example:
+        base_url = request.getfixturevalue("rerank_service").url
     command = example.replace("http://127.0.0.1:10002", base_url)
     result = subprocess.run(["bash", "-c", command], capture_output=True, text=True,
                             timeout=60, check=False)
@@ -129,28 +131,6 @@ def test_readme_curl_examples(base_url, example):
     body = json.loads(result.stdout)
     assert "error" not in body, body
     assert body
-
-
-def _metric_targets(session_dir: Path) -> list[str]:
-    # Ray's metrics agent writes where Prometheus should scrape, for every node.
-    discovery = json.loads((session_dir / "prom_metrics_service_discovery.json").read_text())
-    return [target for group in discovery for target in group["targets"]]
-
-
-def _scrape(service) -> str:
-    texts = []
-    for target in _metric_targets(service.session_dir()):
-        with contextlib.suppress(httpx.HTTPError):  # a node's agent may be restarting
-            texts.append(httpx.get(f"http://{target}/metrics", timeout=5).text)
-    return "\n".join(texts)
-
-
-def _sample(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def test_prometheus_metrics_after_traffic(service, base_url):
@@ -168,12 +148,12 @@ def test_prometheus_metrics_after_traffic(service, base_url):
     }
     deadline, text = time.monotonic() + 60, ""
     while time.monotonic() < deadline:
-        text = _scrape(service)
-        if all(_sample(text, name, **labels) > 0 for name, labels in wanted.items()):
+        text = scrape(service)
+        if all(sample(text, name, **labels) > 0 for name, labels in wanted.items()):
             break
         time.sleep(2)
-    missing = [name for name, labels in wanted.items() if _sample(text, name, **labels) <= 0]
+    missing = [name for name, labels in wanted.items() if sample(text, name, **labels) <= 0]
     assert not missing, f"missing {missing} in:\n" + "\n".join(
         line for line in text.splitlines() if "embeddings" in line)
-    assert _sample(text, "ray_embeddings_inputs_total", task="retrieval.query") >= 4
+    assert sample(text, "ray_embeddings_inputs_total", task="retrieval.query") >= 4
     assert 'deployment="Encoder"' in text and 'application="embeddings"' in text

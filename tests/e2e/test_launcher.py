@@ -177,18 +177,26 @@ def test_a_model_that_cannot_be_found_fails_in_seconds_with_one_line(tmp_path):
     assert "local folder" in lines[0]
 
 
-def test_prepare_builds_what_the_encoders_serve_and_exits(jina_dir, tmp_path):
-    """``jina-serve --prepare`` (the Dockerfile's build step): the prepared copy is built
-    beside the model, its path printed, and no Ray is started."""
+def test_prepare_builds_what_the_encoders_serve_and_exits(jina_dir, reranker_dir, tmp_path):
+    """``jina-serve --prepare`` (the Dockerfile's build step), on serve_config.rerank.yaml:
+    the prepared copy is built beside the model, every model's served file printed (the
+    reranker's export as it is), and no Ray is started."""
     model = shutil.copytree(jina_dir, tmp_path / "jina",
                             ignore=shutil.ignore_patterns("*.prep*"))
-    done = subprocess.run([sys.executable, "-m", "jina_serve", "--prepare", "--model",
-                           str(model)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    config = load_config(ROOT / "serve_config.rerank.yaml")
+    extra = config["applications"][0]["args"]["extra_models"][0]
+    extra["model"] = str(reranker_dir)
+    path = tmp_path / "serve_config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = subprocess.run([sys.executable, "-m", "jina_serve", "--prepare", "--config",
+                           str(path), "--model", str(model)], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    prepared = Path(done.stdout.strip().splitlines()[-1])
+    prepared, reranker = (Path(line) for line in done.stdout.strip().splitlines()[-2:])
     assert prepared.parent == model / "onnx" and prepared.name.startswith("model.prep2-")
     assert prepared.is_file() and "prepared" in done.stderr and "ray" not in done.stderr.lower()
+    assert reranker == reranker_dir / "onnx/model.onnx"
 
 
 def test_plain_serve_run_names_a_missing_model(tmp_path):
