@@ -26,7 +26,7 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
-from benchmarks.host import commit, describe_host
+from benchmarks.host import describe_host
 from benchmarks.plots import write_csv
 from benchmarks.throughput import RESULTS, model_folder
 from benchmarks.workloads import long_passages, raw_best_batch
@@ -35,7 +35,7 @@ from encoder.ingress.tokenize import TextTokenizer
 from encoder.model.card import ModelCard
 from encoder.model.runtime import OnnxModel
 from tests.models import VOCAB, build_reranker_tiny
-from tests.serve_process import load_config, memory_mb, reset_peak, serve_run
+from tests.serve_process import load_config, memory_mb, serve_run
 
 LAYERS, WIDTH, HEADS, FFN, POSITIONS = 12, 768, 12, 3072, 1026
 NAME = "jina-reranker-v2-base-multilingual"
@@ -74,20 +74,24 @@ def raw_pairs_per_s(folder: Path, texts: list[str], threads: int) -> tuple[float
 
 
 async def rerank_load(url: str, texts: list[str], clients: int, seconds: float,
-                      stop: asyncio.Event | None = None) -> tuple[float, int]:
-    """Documents ranked per second by ``clients`` loops of one request each; and errors."""
+                      stop: asyncio.Event | None = None) -> tuple[float, dict[int, int]]:
+    """Documents ranked per second by ``clients`` loops of one request each; and the count
+    of each other status. A 429 waits its ``Retry-After``, as the Cohere and openai SDKs
+    do."""
     body = {"model": NAME, "query": QUERY, "documents": texts, "return_documents": False}
-    done, errors = 0, 0
+    done, others = 0, {}
 
     async def client(http: aiohttp.ClientSession) -> None:
-        nonlocal done, errors
+        nonlocal done
         while time.monotonic() < deadline and not (stop and stop.is_set()):
             async with http.post(f"{url}/v1/rerank", json=body) as response:
                 await response.read()
                 if response.status == 200:
                     done += len(texts)
-                else:
-                    errors += 1
+                    continue
+                others[response.status] = others.get(response.status, 0) + 1
+                if response.status == 429:
+                    await asyncio.sleep(float(response.headers.get("retry-after", 1)))
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as http:
         async with http.post(f"{url}/v1/rerank", json=body) as warm:
@@ -95,7 +99,7 @@ async def rerank_load(url: str, texts: list[str], clients: int, seconds: float,
         deadline = time.monotonic() + seconds
         start = time.perf_counter()
         await asyncio.gather(*(client(http) for _ in range(clients)))
-        return done / (time.perf_counter() - start), errors
+        return done / (time.perf_counter() - start), others
 
 
 async def lone_query_ms(url: str, seconds: float, busy: int = 0,
@@ -134,52 +138,70 @@ def declared_memory_mb(deployment: str) -> float:
     return found["ray_actor_options"]["memory"] / 2**20
 
 
+def served_rows(service, texts: list[str], raw: float, clients: list[int], seconds: float,
+                run_tokens: int) -> list[dict]:
+    rows = []
+    for count in clients:
+        rate, others = asyncio.run(rerank_load(service.url, texts, count, seconds))
+        print(f"served, max_run_tokens {run_tokens}, {count} clients: {rate:.2f} pairs/s = "
+              f"{rate / raw:.2f}x raw (other statuses {others})", flush=True)
+        rows.append({"what": f"served pairs/s, {count} clients, max_run_tokens {run_tokens}",
+                     "value": round(rate, 2), "detail": f"{rate / raw:.2f}x raw, {others}"})
+    return rows
+
+
+def isolation_rows(service, texts: list[str], seconds: float) -> list[dict]:
+    """A lone query's latency idle and beside 4 rerank clients; each encoder's peak RSS."""
+    pids = {name: service.replica_pid(name) for name in ("Encoder", "Reranker")}
+    rows = []
+    idle = asyncio.run(lone_query_ms(service.url, seconds))
+    busy = asyncio.run(lone_query_ms(service.url, seconds, busy=4, texts=texts))
+    for label, ms in (("idle", idle), ("during rerank load", busy)):
+        p50, p99 = np.percentile(ms, 50), np.percentile(ms, 99)
+        print(f"lone jina-v3 query {label}: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+              f"({len(ms)} requests)", flush=True)
+        rows.append({"what": f"lone query p50 ms, {label}", "value": round(p50, 1),
+                     "detail": f"p99 {p99:.1f}"})
+    ratio = np.percentile(busy, 50) / np.percentile(idle, 50)
+    print(f"lone query p50 during rerank load: {ratio:.2f}x idle", flush=True)
+    for name, pid in pids.items():  # peaks since each replica started
+        peak, declared = memory_mb(pid)["peak_rss"], declared_memory_mb(name)
+        print(f"{name} peak RSS {peak:.0f} MB of {declared:.0f} MB declared", flush=True)
+        rows.append({"what": f"{name} peak RSS MB", "value": round(peak),
+                     "detail": f"of {declared:.0f} declared"})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--documents", type=int, default=100)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--run-tokens", type=int, nargs="+", default=[2048],
+                        help="the Reranker's scheduler.max_run_tokens, one start each; "
+                             "isolation and memory are measured on the first")
     args = parser.parse_args()
     reranker = build_reranker_sized(Path("models/reranker-sized")).resolve()
     jina = model_folder("jina-v3").resolve()
-    texts = long_passages(args.documents, seed=3, words=(140, 170))  # ~200 tokens
+    texts = long_passages(args.documents, seed=3, words=(180, 210))  # ~200 tokens
     host = describe_host()
-    print(f"host: {host}; commit {commit()}", flush=True)
+    print(f"host: {host}", flush=True)
     threads = 2  # serve_config.rerank.yaml's Reranker ort_threads
     raw, detail, mean_len = raw_pairs_per_s(reranker, texts, threads)
     print(f"raw: {raw:.1f} pairs/s ({detail}, mean pair {mean_len:.0f} tokens, {threads} "
           "threads)", flush=True)
     rows = [{"what": "raw pairs/s", "value": round(raw, 2), "detail": detail}]
-    extra = [{"model": str(reranker), "served_model_name": NAME,
-              "aliases": ["jina-reranker-v2"], "deployment": "Reranker",
-              "scheduler": {"ort_threads": 2, "max_run_tokens": 2048}}]
     workdir = Path(tempfile.mkdtemp(prefix="rerank-"))
-    with serve_run(jina, workdir, config_file="serve_config.rerank.yaml", cpus=None,
-                   args={"extra_models": extra}, timeout_s=900) as service:
-        pids = {name: service.replica_pid(name) for name in ("Encoder", "Reranker")}
-        for pid in pids.values():
-            reset_peak(pid)
-        for clients in args.clients:
-            rate, errors = asyncio.run(rerank_load(service.url, texts, clients, args.seconds))
-            print(f"served, {clients} clients: {rate:.1f} pairs/s = {rate / raw:.2f}x raw"
-                  f" ({errors} errors)", flush=True)
-            rows.append({"what": f"served pairs/s, {clients} clients", "value": round(rate, 2),
-                         "detail": f"{rate / raw:.2f}x raw, {errors} errors"})
-        idle = asyncio.run(lone_query_ms(service.url, args.seconds))
-        busy = asyncio.run(lone_query_ms(service.url, args.seconds, busy=4, texts=texts))
-        for label, ms in (("idle", idle), ("during rerank load", busy)):
-            p50, p99 = np.percentile(ms, 50), np.percentile(ms, 99)
-            print(f"lone jina-v3 query {label}: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
-                  f"({len(ms)} requests)", flush=True)
-            rows.append({"what": f"lone query p50 ms, {label}", "value": round(p50, 1),
-                         "detail": f"p99 {p99:.1f}"})
-        ratio = np.percentile(busy, 50) / np.percentile(idle, 50)
-        print(f"lone query p50 during rerank load: {ratio:.2f}x idle", flush=True)
-        for name, pid in pids.items():
-            peak, declared = memory_mb(pid)["peak_rss"], declared_memory_mb(name)
-            print(f"{name} peak RSS {peak:.0f} MB of {declared:.0f} MB declared", flush=True)
-            rows.append({"what": f"{name} peak RSS MB", "value": round(peak),
-                         "detail": f"of {declared:.0f} declared"})
+    for index, run_tokens in enumerate(args.run_tokens):
+        extra = [{"model": str(reranker), "served_model_name": NAME,
+                  "aliases": ["jina-reranker-v2"], "deployment": "Reranker",
+                  "scheduler": {"ort_threads": 2, "max_run_tokens": run_tokens}}]
+        (workdir / str(run_tokens)).mkdir()
+        with serve_run(jina, workdir / str(run_tokens), config_file="serve_config.rerank.yaml",
+                       cpus=None, args={"extra_models": extra}, timeout_s=900) as service:
+            rows += served_rows(service, texts, raw, args.clients, args.seconds, run_tokens)
+            if index == 0:
+                rows += isolation_rows(service, texts, args.seconds)
     for row in rows:
         row["host"] = host
     print(write_csv(rows, RESULTS / "rerank.csv"))

@@ -2,6 +2,7 @@
 
 import asyncio
 import base64
+import re
 
 import numpy as np
 import pytest
@@ -149,8 +150,13 @@ def test_content_types(client):
 def test_api_key_guards_every_route_but_health(jina_dir):
     guarded = make_client(jina_dir, api_key="s3cret")
     assert guarded.get("/health").status_code == 200
-    for method, path in (("POST", "/v1/embeddings"), ("GET", "/v1/models"), ("GET", "/"),
-                         ("GET", "/openapi.json"), ("GET", "/docs")):
+    schema = guarded.app.openapi()["paths"]  # every documented route, from the app itself
+    routes = [(method.upper(), re.sub(r"\{[^}]*\}", "x", path))
+              for path, operations in schema.items() for method in operations
+              if path != "/health"] + [("GET", "/openapi.json"), ("GET", "/docs")]
+    assert {("POST", "/v1/rerank"), ("POST", "/v1/classify"), ("POST", "/tokenize")} <= set(
+        routes)  # every route the app has, the rerank and classify ones included
+    for method, path in routes:
         response = guarded.request(method, path, json={"input": "hi"})
         assert_envelope(response, 401, None)
         assert response.json()["error"]["code"] == "invalid_api_key"
