@@ -203,6 +203,19 @@ def end_marked(name: str, marker: str, grace_s: float = 5.0) -> list[Process]:
     return left
 
 
+def kill_marked(marker: str, name: str = SERVICE_MARKER, rounds: int = 20) -> None:
+    """SIGKILL every process marked ``name=marker``, again until none is left: a process
+    manager killed mid-sweep may have started a child (HAProxy's reload) after the list."""
+    for _ in range(rounds):
+        left = marked(marker, name)
+        if not left:
+            return
+        for leftover in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(leftover.pid, signal.SIGKILL)
+        time.sleep(0.2)
+
+
 @dataclass
 class ServeProcess:
     """A running Serve instance: its base URL, launcher process, log, the marker in every
@@ -222,9 +235,7 @@ class ServeProcess:
             try:
                 self.process.wait(timeout=self.stop_budget_s + 15)
             except subprocess.TimeoutExpired:
-                for leftover in [p.pid for p in marked(self.marker)]:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(leftover, signal.SIGKILL)
+                kill_marked(self.marker)
                 self.process.wait()
                 raise AssertionError(f"the launcher outlived its stop budget of "
                                      f"{self.stop_budget_s:.0f} s:\n{self.log()}") from None
@@ -236,9 +247,7 @@ class ServeProcess:
         deadline = time.monotonic() + grace_s
         while (left := marked(self.marker)) and time.monotonic() < deadline:
             time.sleep(0.2)
-        for leftover in left:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(leftover.pid, signal.SIGKILL)
+        kill_marked(self.marker)
         assert not left, f"processes outlived the service: {[p.command for p in left]}"
 
     def session_dir(self) -> Path:
