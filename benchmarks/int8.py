@@ -1,21 +1,24 @@
 """int8 study: which dynamic-quantization recipe is fastest and closest to fp32 on this CPU.
 
 Variants of one model folder (built in a scratch folder) join parts with "+"; "fp32" (the
-source) is always measured. Parts: ``optimized`` (ORT's transformers optimizer, bert, CPU:
-Attention, LayerNorm, Gelu fusions; needs sympy and torch, so ``--optimizer-python`` runs
-it), ``per-tensor`` (quantize_dynamic QInt8), ``per-channel``, ``reduce-range`` (7-bit
-weights), ``matmul-only`` (Gather left fp32), ``ffn-out-fp32`` (the FFN's down projections,
-weights ``[intermediate_size, hidden_size]``, left fp32), ``x64quantprecision`` (session
-config kOrtSessionOptionsAvx2PrecisionMode: U8U8 kernels, ORT's guard against U8S8
-saturation without VNNI), ``nbits8`` (a scheme of its own: MatMulNBits, 8-bit weights in
-blocks of 128 with activations quantized per block at run time, accuracy_level 4; needs
-onnx-ir, requirements-bench.txt). Speed: ``OnnxModel`` (the encoder's options),
-length-sorted short queries in batches of 16, long passages in 4s, interleaved over
-``--rounds``, median texts/s. Accuracy: cosine of pooled, normalised vectors to fp32's on
-real sentences.
+source) is always measured. Parts: ``shipped`` (the copy the service serves, built by
+``encoder/model/quantize.py`` beside the model; only ``x64quantprecision`` joins it),
+``optimized`` (ORT's transformers optimizer, bert, CPU: Attention, LayerNorm, Gelu fusions;
+needs sympy and torch, so ``--optimizer-python`` runs it), ``per-tensor`` (quantize_dynamic
+QInt8), ``per-channel``, ``reduce-range`` (7-bit weights), ``u8-weights`` (QUInt8),
+``matmul-only`` (Gather left fp32), ``ffn-out-fp32`` (the FFN's down projections, weights
+``[intermediate_size, hidden_size]``, left fp32; ``early-ffn-out-fp32``: the first half of
+the layers' only), ``x64quantprecision`` (session config kOrtSessionOptionsAvx2PrecisionMode:
+U8U8 kernels, ORT's guard against U8S8 saturation without VNNI), ``nbits8`` (a scheme of its
+own: MatMulNBits, 8-bit weights in blocks of 128 with activations quantized per block at run
+time, accuracy_level 4; needs onnx-ir, requirements-bench.txt). Speed: ``OnnxModel`` (the
+encoder's options), length-sorted short queries in batches of 16, long passages in 4s,
+interleaved over ``--rounds``, median texts/s. Accuracy: cosine of pooled, normalised vectors
+to fp32's on real sentences (``tests/corpus.py``). ``--fidelity``: accuracy only, no timing,
+in length-sorted batches of each size given; writes results/int8-fidelity-<model>.csv.
 
 Usage: python -m benchmarks.int8 --model models/minilm-sized [--rounds 3] [--texts 256]
-       [--variants fp32 per-tensor ...] [--keep DIR] [--reopen]
+       [--variants fp32 per-tensor ...] [--keep DIR] [--reopen] [--fidelity [BATCH ...]]
 """
 
 from __future__ import annotations
@@ -32,49 +35,27 @@ import time
 from importlib.util import find_spec
 from pathlib import Path
 
-import numpy as np
 import onnx
 import onnxruntime as ort
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
+from benchmarks.int8_fidelity import batched, fidelity, pooled
 from benchmarks.workloads import long_passages, short_queries
 from encoder.ingress.tokenize import TextTokenizer
 from encoder.model.card import ModelCard
 from encoder.model.prepare import source_digest
 from encoder.model.quantize import cpu_flags_of_host
-from encoder.model.runtime import OnnxModel, pad, served_onnx
-from encoder.pooling import POOLERS, l2_normalize
+from encoder.model.runtime import OnnxModel, served_onnx
+from tests.corpus import SENTENCES
 
 PARTS = {"optimized", "per-tensor", "per-channel", "reduce-range", "x64quantprecision",
-         "matmul-only", "ffn-out-fp32", "nbits8"}
-SCHEMES = ("per-tensor", "per-channel", "nbits8")
+         "matmul-only", "ffn-out-fp32", "early-ffn-out-fp32", "u8-weights", "nbits8", "shipped"}
+SCHEMES = ("per-tensor", "per-channel", "nbits8", "shipped")
 VARIANTS = ("fp32 optimized per-tensor per-channel optimized+per-tensor optimized+per-channel "
             "per-channel+reduce-range optimized+per-channel+reduce-range "
             "per-tensor+x64quantprecision optimized+per-channel+x64quantprecision").split()
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 BATCH = {"short": 16, "long": 4}
-SENTENCES = [
-    "The meeting moved to Thursday afternoon.", "How do I reset my password without email?",
-    "Photosynthesis turns light into sugar.", "The central bank raised rates by 0.25 points.",
-    "She ran the marathon in under four hours.", "Cheap flights from London to Lisbon",
-    "The patient reported headaches and dizziness.", "Quarterly revenue grew 12% year over year.",
-    "Der Zug nach München hat Verspätung.", "Wie lange muss man Kartoffeln kochen?",
-    "Die Regierung plant eine Steuerreform.", "Nach dem Update startet mein Laptop nicht.",
-    "Im Sommer wandern wir gern in den Alpen.", "Das Museum ist montags geschlossen.",
-    "今天北京天气晴朗，最高气温二十八度。", "请问这家餐厅周末需要提前预订吗？",
-    "机器学习是人工智能的一个重要分支。", "他每天早上骑自行车去公司上班。",
-    "这本书讲述了一个家族三代人的故事。", "长江是中国最长的河流。",
-    "La réunion de demain est annulée.", "Comment apprendre le piano à l'âge adulte ?",
-    "Une nouvelle loi sur l'énergie est prévue.", "Nous avons passé une semaine en Bretagne.",
-    "Ce fromage se marie bien avec un vin blanc sec.", "Où se trouve la gare la plus proche ?",
-    "El restaurante abre a las ocho de la noche.", "¿Cuántos idiomas oficiales hay en España?",
-    "La selección ganó en el último minuto.", "Necesito cambiar la batería de mi coche.",
-    "Los alquileres subieron un diez por ciento.", "Mañana lloverá en el norte del país.",
-    "def mean(xs):\n    return sum(xs) / len(xs)", "SELECT name, COUNT(*) FROM t GROUP BY name;",
-    "for (int i = 0; i < n; ++i) s += a[i];", "git rebase -i HEAD~3 && git push -f",
-    "const user = await fetch(`/api/users/${id}`);", "docker run --rm -p 8080:80 nginx:alpine",
-    "let v: Vec<u32> = (1..10).collect();", "ModuleNotFoundError: No module named 'numpy'",
-]
 OPTIMIZE = """import json, sys
 from onnxruntime.transformers.optimizer import optimize_model
 source, target, heads, width, level = sys.argv[1:]
@@ -87,7 +68,8 @@ def parse_variant(name: str) -> frozenset[str]:
     """The parts of variant ``name``, checked: one scheme at most, which the others need."""
     parts = frozenset() if name == "fp32" else frozenset(name.split("+"))
     quantized = len(parts & set(SCHEMES))
-    if parts - PARTS or quantized > 1 or (parts - {"optimized", *SCHEMES} and not quantized):
+    if (parts - PARTS or quantized > 1 or (parts - {"optimized", *SCHEMES} and not quantized)
+            or ("shipped" in parts and parts - {"shipped", "x64quantprecision"})):
         raise SystemExit(f"bad variant {name!r}: parts are {sorted(PARTS)}")
     return parts
 
@@ -127,12 +109,13 @@ def optimize(source: Path, target: Path, config: dict, level: int, python: str) 
 
 
 def quantize(source: Path, target: Path, per_channel: bool, reduce_range: bool,
-             matmul_only: bool = False, exclude: list[str] | None = None) -> None:
+             matmul_only: bool = False, exclude: list[str] | None = None,
+             weight_type: QuantType = QuantType.QInt8) -> None:
     """``encoder/model/quantize.py``'s quantize_dynamic call, with the study's switches
     (``matmul_only``: leave Gather, the embedding lookup, in fp32; ``exclude``: nodes)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     logging.disable(logging.WARNING)  # one "failed to infer data type" line per tensor of jina's
-    quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=per_channel,
+    quantize_dynamic(source, target, weight_type=weight_type, per_channel=per_channel,
                      reduce_range=reduce_range, use_external_data_format=True,
                      op_types_to_quantize=["MatMul"] if matmul_only else None,
                      nodes_to_exclude=exclude,
@@ -140,16 +123,17 @@ def quantize(source: Path, target: Path, per_channel: bool, reduce_range: bool,
     logging.disable(logging.NOTSET)
 
 
-def ffn_down_projections(source: Path, config: dict) -> list[str]:
+def ffn_down_projections(source: Path, config: dict, early: bool = False) -> list[str]:
     """MatMul nodes whose weight is ``[intermediate_size, hidden_size]``: the FFN's second
-    product, whose input (after GELU) has the widest range to quantize."""
+    product, whose input (after GELU) has the widest range to quantize (``early``: only
+    those of the first half of the layers, where MiniLM's error comes from)."""
     graph = onnx.load(str(source), load_external_data=False).graph
     shape = [config["intermediate_size"], config["hidden_size"]]
     down = {t.name for t in graph.initializer if list(t.dims) == shape}
     nodes = [n.name for n in graph.node if n.op_type == "MatMul" and set(n.input) & down]
     if not all(nodes):  # quantize_dynamic excludes by name: "" would exclude every unnamed node
         raise SystemExit(f"{source}: unnamed MatMul nodes; ffn-out-fp32 cannot pick them")
-    return nodes
+    return nodes[: len(nodes) // 2] if early else nodes
 
 
 def quantize_nbits8(source: Path, target: Path) -> None:
@@ -186,20 +170,26 @@ def build(args: argparse.Namespace, parts: dict[str, frozenset[str]], scratch: P
     paths = {}
     for name, p in ((n, p) for n, p in parts.items() if ("optimized" in p) in sources):
         paths[name] = source = sources["optimized" in p]
+        if "shipped" in p:  # the service's own copy: its recipe, its cache
+            paths[name] = served_onnx(args.model / "onnx/model.onnx", card, int8=True)
+            continue
         if scheme := next((s for s in SCHEMES if s in p), None):
             tag = (f"optimized{level}-" * ("optimized" in p) + scheme
                    + "-rr" * ("reduce-range" in p)
-                   + "-mm" * ("matmul-only" in p) + "-ffn" * ("ffn-out-fp32" in p))
+                   + "-mm" * ("matmul-only" in p) + "-ffn" * ("ffn-out-fp32" in p)
+                   + "-effn" * ("early-ffn-out-fp32" in p) + "-u8" * ("u8-weights" in p))
             paths[name], started = scratch / tag / "model.onnx", time.perf_counter()
             if paths[name].is_file():
                 continue
             if scheme == "nbits8":
                 quantize_nbits8(staged(source, scratch), paths[name])
             else:
-                exclude = (ffn_down_projections(source, json.loads(
-                    (args.model / "config.json").read_text())) if "ffn-out-fp32" in p else None)
+                config = json.loads((args.model / "config.json").read_text())
+                exclude = (ffn_down_projections(source, config, "early-ffn-out-fp32" in p)
+                           if p & {"ffn-out-fp32", "early-ffn-out-fp32"} else None)
                 quantize(staged(source, scratch), paths[name], scheme == "per-channel",
-                         "reduce-range" in p, "matmul-only" in p, exclude)
+                         "reduce-range" in p, "matmul-only" in p, exclude,
+                         QuantType.QUInt8 if "u8-weights" in p else QuantType.QInt8)
             print(f"built {tag} in {time.perf_counter() - started:.0f} s", flush=True)
     return paths
 
@@ -217,27 +207,27 @@ def main() -> None:
     parser.add_argument("--optimizer-python", default=sys.executable if find_spec("sympy")
                         and find_spec("torch") else ".venv-infinity/bin/python")
     parser.add_argument("--reopen", action="store_true", help="one session open at a time")
+    parser.add_argument("--fidelity", type=int, nargs="*", metavar="BATCH",
+                        help="cosines only, no timing, in batches of these sizes (none: 1 16)")
     args = parser.parse_args()
     flags = cpu_flags_of_host()
     print(f"onnxruntime {ort.__version__}; CPU: "
           + ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in CPU_FLAGS))
     parts = {n: parse_variant(n) for n in dict.fromkeys(["fp32", *args.variants])}
     with tempfile.TemporaryDirectory(prefix="int8-") as tmp:
-        measure(args, build(args, parts, args.keep or Path(tmp)))
+        paths = build(args, parts, args.keep or Path(tmp))
+        if args.fidelity is None:
+            measure(args, paths)
+        else:
+            fidelity(args, paths, args.fidelity or [1, 16])
 
 
 def measure(args: argparse.Namespace, paths: dict[str, Path]) -> None:
     """Time the variants interleaved, compare their vectors to fp32's, print the table."""
     card, tokenizer = ModelCard.from_folder(args.model), TextTokenizer(args.model)
     texts = {"short": short_queries(args.texts), "long": long_passages(max(4, args.texts // 8))}
-
-    def batched(chunk: list[str], size: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        ids = sorted(tokenizer.encode(chunk, card.max_tokens, truncate=True), key=len)
-        return [pad([np.asarray(s) for s in ids[i : i + size]], card.pad_token_id)
-                for i in range(0, len(ids), size)]
-
-    batches = {w: batched(chunk, BATCH[w]) for w, chunk in texts.items()}
-    sentences = batched(SENTENCES, 8)
+    batches = {w: batched(tokenizer, card, chunk, BATCH[w]) for w, chunk in texts.items()}
+    sentences = batched(tokenizer, card, SENTENCES, 8)
     sessions, vectors, rates = {}, {}, {}  # by name; by name; by (name, workload)
 
     def session_of(name: str) -> OnnxModel:
@@ -248,8 +238,7 @@ def measure(args: argparse.Namespace, paths: dict[str, Path]) -> None:
             for workload in batches:  # warm-up: ORT plans and allocates on first runs
                 model.token_states(*batches[workload][-1], task)
             if name not in vectors:
-                vectors[name] = np.concatenate([l2_normalize(POOLERS[card.pooling](
-                    model.token_states(ids, mask, task), mask)) for ids, mask in sentences])
+                vectors[name] = pooled(model, card, sentences)
         return sessions[name]
 
     names = list(paths)
