@@ -3,14 +3,16 @@ import shutil
 import numpy as np
 import pytest
 
+from encoder.ingress.tokenize import TextTokenizer
 from encoder.model.card import ModelCard
 from encoder.model.prepare import source_digest
 from encoder.model.quantize import needs_saturation_guard, quantized_model
-from encoder.model.runtime import OnnxModel, pad
+from encoder.model.runtime import OnnxModel, pad, served_onnx
 from encoder.parcels import Parcel
 from encoder.pooling import l2_normalize
 from encoder.scheduling.scheduler import Scheduler
 from encoder.settings import SchedulerSettings
+from tests.corpus import SENTENCES
 from tests.reference import cosine
 
 TEXTS = ["Hello world", "你好，世界", "a longer passage about quantization " * 6]
@@ -22,11 +24,11 @@ def model_copy(jina_dir, tmp_path_factory):
     return shutil.copytree(jina_dir, tmp_path_factory.mktemp("q") / "jina")
 
 
-def _vectors(onnx_path, folder, reference):
-    scheduler = Scheduler(OnnxModel(onnx_path, threads=1), ModelCard.from_folder(folder),
-                          SchedulerSettings(parallel_runs=1))
-    ids = [reference.ids(t) for t in TEXTS]
-    return l2_normalize(scheduler.run_window([Parcel.from_lists(4, ids)])[0])
+def _vectors(onnx_path, folder, ids, task_id=4, guard=False):
+    """Normalised vectors of ``ids`` as a replica's scheduler runs them (length-sorted runs)."""
+    scheduler = Scheduler(OnnxModel(onnx_path, threads=1, saturation_guard=guard),
+                          ModelCard.from_folder(folder), SchedulerSettings(parallel_runs=1))
+    return l2_normalize(scheduler.run_window([Parcel.from_lists(task_id, ids)])[0])
 
 
 def test_int8_copy_is_built_once_and_close_to_fp32(model_copy, jina_reference):
@@ -36,8 +38,9 @@ def test_int8_copy_is_built_once_and_close_to_fp32(model_copy, jina_reference):
     built_at = first.stat().st_mtime_ns
     assert quantized_model(source) == first
     assert first.stat().st_mtime_ns == built_at  # reused, not rebuilt
-    fp32 = _vectors(source, model_copy, jina_reference)
-    int8 = _vectors(first, model_copy, jina_reference)
+    ids = [jina_reference.ids(t) for t in TEXTS]
+    fp32 = _vectors(source, model_copy, ids)
+    int8 = _vectors(first, model_copy, ids)
     for a, b in zip(fp32, int8, strict=True):
         assert cosine(a, b) >= 0.99
 
@@ -66,11 +69,9 @@ def test_saturation_guard_only_without_vnni(flags, guard):
 
 def test_the_guard_opens_a_session_with_exact_kernels(model_copy, jina_reference):
     int8 = quantized_model(model_copy / "onnx/model.onnx")
-    plain = _vectors(int8, model_copy, jina_reference)
-    scheduler = Scheduler(OnnxModel(int8, threads=1, saturation_guard=True),
-                          ModelCard.from_folder(model_copy), SchedulerSettings(parallel_runs=1))
     ids = [jina_reference.ids(t) for t in TEXTS]
-    guarded = l2_normalize(scheduler.run_window([Parcel.from_lists(4, ids)])[0])
+    plain = _vectors(int8, model_copy, ids)
+    guarded = _vectors(int8, model_copy, ids, guard=True)
     for a, b in zip(plain, guarded, strict=True):
         assert cosine(a, b) >= 0.99
 
@@ -84,3 +85,36 @@ def test_a_reranker_serves_int8_too(reranker_dir, reranker_reference, tmp_path):
         ((ids, types),) = reranker_reference.pairs("capital of Germany?", document)
         score = int8.token_states(*pad([np.asarray(ids)], card.pad_token_id), None)[0, 0]
         assert float(score) == pytest.approx(reranker_reference.logit(ids, types), abs=0.1)
+
+
+@pytest.fixture(scope="module")
+def minilm_int8_cosines(minilm_fp32_dir, tmp_path_factory) -> np.ndarray:
+    """Per text of the corpus, the cosine of real MiniLM's int8 vector to its fp32 one, both
+    as a replica serves them (``served_onnx``; the guard where this CPU needs it)."""
+    folder = shutil.copytree(minilm_fp32_dir, tmp_path_factory.mktemp("q") / "minilm")
+    card, source = ModelCard.from_folder(folder), folder / "onnx/model.onnx"
+    ids = TextTokenizer(folder).encode(SENTENCES, card.max_tokens, truncate=True)
+    fp32 = _vectors(served_onnx(source, card), folder, ids, None)
+    int8 = _vectors(served_onnx(source, card, int8=True), folder, ids, None,
+                    needs_saturation_guard())
+    return (fp32 * int8).sum(axis=1)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the shipped recipe (per-channel, MatMul only) gives mean 0.9914 / min 0.9807 on real "
+    "MiniLM; leaving the first three layers' FFN down projections in fp32 passes "
+    "(0.9953 / 0.9908): docs/decisions/int8.md"))
+def test_int8_meets_the_bar_on_real_weights(minilm_int8_cosines):
+    """The issue's bar, on trained weights (random ones cannot show it): over the corpus,
+    int8's cosine to fp32 has mean >= 0.995 and min >= 0.99."""
+    cosines = minilm_int8_cosines
+    assert cosines.mean() >= 0.995 and cosines.min() >= 0.99, (
+        f"mean {cosines.mean():.5f}, min {cosines.min():.5f}")
+
+
+def test_int8_keeps_its_fidelity_on_real_weights(minilm_int8_cosines):
+    """Below the bar, but no worse than measured (0.9914 / 0.9807): a recipe that loses more
+    (per-tensor weights: 0.939 / 0.835; reduce_range: 0.989 / 0.975) fails here."""
+    cosines = minilm_int8_cosines
+    assert cosines.mean() >= 0.990 and cosines.min() >= 0.977, (
+        f"mean {cosines.mean():.5f}, min {cosines.min():.5f}")
