@@ -1,5 +1,6 @@
 """Serve instances shared by the e2e modules whose configuration they are: each starts on
-first use and stops at the end of the run, which it must leave nothing of."""
+first use and stops right after its last user (``MODULE_ORDER`` keeps its users together),
+leaving nothing: an idle instance's Ray still takes CPU from every test that runs beside it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,46 @@ import pytest
 
 from tests.e2e.services import API_KEY, BATCH_WINDOW_S, LIMITS
 from tests.serve_process import ServeProcess, serve_run
+
+SHARED = ("minilm_service", "guarded_service", "jina_service", "rerank_service")
+# The e2e modules in this order: each shared instance's users in a row, the instances' lives
+# apart. Modules not named run after these, in their usual order.
+MODULE_ORDER = ("test_cancellation", "test_serve_minilm",  # minilm_service
+                "test_batch_expiry", "test_reliability",  # guarded_service
+                "test_launcher",  # its own instances, then one test on jina_service
+                "test_batch_api", "test_serve_jina",  # jina_service
+                "test_ecosystem",  # jina_service and rerank_service
+                "test_rerank")  # rerank_service
+_last_user: dict[str, str] = {}  # shared fixture -> node id of the last test using it
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Sorts the e2e tests by ``MODULE_ORDER`` (stable: a module's own order is kept)."""
+    def rank(item: pytest.Item) -> int:
+        name = item.path.stem
+        return MODULE_ORDER.index(name) if name in MODULE_ORDER else len(MODULE_ORDER)
+
+    e2e = [i for i, item in enumerate(items) if item.path.parent.name == "e2e"]
+    for index, item in zip(e2e, sorted((items[i] for i in e2e), key=rank), strict=True):
+        items[index] = item
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    for item in session.items:  # the final selection, after -k and -m
+        for name in SHARED:
+            if name in getattr(item, "fixturenames", ()):
+                _last_user[name] = item.nodeid
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """Stops a shared instance once its last user is done (its fixture's own stop at the end
+    of the run then finds it stopped: both are idempotent)."""
+    for name, nodeid in _last_user.items():
+        if nodeid == item.nodeid and name in getattr(item, "funcargs", {}):
+            service = item.funcargs[name]
+            service.stop()
+            service.assert_nothing_left()
 
 
 @pytest.fixture(scope="session")

@@ -130,7 +130,8 @@ def test_plain_serve_run_takes_the_fast_path(jina_dir, tmp_path):
     assert "RAY_SERVE_CONTROL_LOOP_INTERVAL_S" not in os.environ
     with serve_run(jina_dir, tmp_path, command=["serve", "run"]) as service:
         assert httpx.post(f"{service.url}/v1/embeddings", json={"input": "hi"}).status_code == 200
-        assert _haproxies(service)  # HAProxy took the port
+        # HAProxy takes the port (Ray may still be starting or reloading it: wait a little).
+        wait_until(lambda: _haproxies(service), 15, "HAProxy to run", every_s=0.5)
         serve_processes = [p for p in marked(service.marker) if p.command.startswith((
             "ray::ServeController", "ray::ProxyActor", "ray::HAProxyManager",
             "ray::ServeReplica"))]
