@@ -110,9 +110,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20, help="per load")
     parser.add_argument("--rounds", type=int, default=1, help="contenders alternated")
     parser.add_argument("--infinity", type=Path, help="python of a venv with infinity-emb")
-    parser.add_argument("--infinity-variants", nargs="+", choices=sorted(VARIANTS),
+    parser.add_argument("--infinity-variants", nargs="*", choices=sorted(VARIANTS),
                         default=["defaults", "no-optimizer"],
-                        help="how infinity-emb is started (benchmarks/infinity_model.py)")
+                        help="how infinity-emb is started (benchmarks/infinity_model.py); "
+                             "none: without infinity-emb")
     parser.add_argument("--ceiling-texts", type=int, nargs=2, metavar=("SHORT", "LONG"),
                         default=[CEILING_TEXTS["short"], CEILING_TEXTS["long"]],
                         help="texts each batch size of the raw ceiling runs")

@@ -4,7 +4,6 @@ nothing the run started outlives it."""
 from __future__ import annotations
 
 import os
-import signal
 import time
 import uuid
 from pathlib import Path
@@ -21,7 +20,7 @@ from tests.models import (
     build_reranker_tiny,
 )
 from tests.reference import ReferenceEncoder, RerankReference
-from tests.serve_process import RUN_MARKER, kill_marked, marked
+from tests.serve_process import RUN_MARKER, kill_marked, marked, restore_sigint
 
 # Every process the run starts inherits it: what is left at the end is found by it.
 os.environ.setdefault(RUN_MARKER, uuid.uuid4().hex)
@@ -29,11 +28,7 @@ os.environ.setdefault(RUN_MARKER, uuid.uuid4().hex)
 # default): set before Ray reads its config in this process, so tests that join an
 # instance's Ray (ray.init(address=...)) send its token.
 os.environ.setdefault("RAY_AUTH_MODE", "token")
-# Ctrl-C as a terminal delivers it: a run started in the background (`make test &`, nohup, some
-# CI runners) inherits SIGINT ignored, and so would every `serve run` it starts, which then
-# never stops on SIGINT. A handler here is reset to the default in each child at exec.
-if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+restore_sigint()  # also for the processes tests start themselves, not through serve_run
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -99,6 +100,15 @@ def serve_run(model: Path, workdir: Path, **options) -> Iterator[ServeProcess]:
         service.assert_nothing_left()
 
 
+def restore_sigint() -> None:
+    """Ctrl-C as a terminal delivers it. A process started in the background (nohup, `&`, some
+    CI runners) inherits SIGINT ignored, and so would every `serve run` it starts, which then
+    never stops on SIGINT; a handler set here is reset to the default in children at exec."""
+    if (signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+            and threading.current_thread() is threading.main_thread()):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def start_service(model: Path, workdir: Path, args: dict | None = None,
                   cpus: dict[str, float] | None = TEST_CPUS, timeout_s: float = 180,
                   env: dict[str, str] | None = None, command: list[str] | None = None,
@@ -118,6 +128,7 @@ def start_service(model: Path, workdir: Path, args: dict | None = None,
     ``controller_options`` environment (Ray's serving switches); ``port``: the HTTP port
     (default: a free one); ``config_file``: the shipped config to start from.
     """
+    restore_sigint()
     port = port or free_port()
     if own_batches:
         args = {"batches": {"storage": str(workdir / "batches")}, **(args or {})}
