@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.cross_encoder_graph import encoder_body, encoder_constants
 from tests.graph_builder import GraphBuilder
 from tests.models import build_jina_tiny
 
@@ -39,7 +40,7 @@ def build_jina_sized(out: Path, size: str = "jina-v3", seed: int = 0) -> Path:
 
     build_jina_tiny(out)  # tokenizer, config and folder layout; graph replaced below
     g = GraphBuilder(np.random.default_rng(seed), draw32=True)
-    node, const = g.node, g.const
+    node = g.node
 
     def weight(name: str, *shape: int, scale: float = 0.02, value: float | None = None) -> str:
         return g.weight(name, *shape, scale=scale, value=value)
@@ -53,53 +54,12 @@ def build_jina_sized(out: Path, size: str = "jina-v3", seed: int = 0) -> Path:
         y = node("MatMul", [x, weight(f"{prefix}.w", fan_in, fan_out)], f"{prefix}.mm")
         return node("Add", [y, weight(f"{prefix}.bias", fan_out, value=0.0)], f"{prefix}.out")
 
-    const("one", 1)
-    const("start", 2)
-    const("heads_shape", [0, 0, HEADS, WIDTH // HEADS])
-    const("merge_shape", [0, 0, WIDTH])
-    const("axes12", [1, 2])
-    for name, value in (("scale", 1.0 / np.sqrt(WIDTH // HEADS)), ("neg", -1e4), ("onef", 1.0),
-                        ("half", 0.5), ("rsqrt2", np.sqrt(0.5))):
-        g.array(name, np.array(value, dtype=np.float32))
-
-    # Embeddings: tokens + positions numbered from pad_token_id + 1, plus a task bias.
-    x = node("Gather", [weight("E", VOCAB, WIDTH), "input_ids"], "tok")
-    shape = node("Shape", ["input_ids"], "shape")
-    seq = node("Gather", [shape, "one"], "seq")
-    limit = node("Add", [seq, "start"], "limit")
-    pos = node("Range", ["start", limit, "one"], "pos")
-    x = node("Add", [x, node("Gather", [weight("P", POSITIONS, WIDTH), pos], "pos_emb")], "x0")
-    x = node("Add", [x, node("Gather", [weight("T", TASKS, WIDTH), "task_id"], "task")], "x1")
-    x = layer_norm(x, "emb_ln")
-    # Additive attention mask [batch, 1, 1, seq]: 0 for tokens, -1e4 for padding.
-    maskf = node("Cast", ["attention_mask"], "maskf", to=TensorProto.FLOAT)
-    inverted = node("Sub", ["onef", maskf], "inv_mask")
-    bias = node("Unsqueeze", [node("Mul", [inverted, "neg"], "mask_neg"), "axes12"], "bias")
-
-    for i in range(layers):
-        p = f"l{i}"
-
-        def heads(t: str, name: str, perm: list[int]) -> str:
-            return node("Transpose", [node("Reshape", [t, "heads_shape"], f"{name}.r")],
-                        f"{name}.t", perm=perm)
-
-        q = heads(linear(x, f"{p}.q", WIDTH, WIDTH), f"{p}.qh", [0, 2, 1, 3])
-        k = heads(linear(x, f"{p}.k", WIDTH, WIDTH), f"{p}.kh", [0, 2, 3, 1])
-        v = heads(linear(x, f"{p}.v", WIDTH, WIDTH), f"{p}.vh", [0, 2, 1, 3])
-        scores = node("Mul", [node("MatMul", [q, k], f"{p}.qk"), "scale"], f"{p}.scaled")
-        probs = node("Softmax", [node("Add", [scores, bias], f"{p}.masked")], f"{p}.probs",
-                     axis=-1)
-        ctx = node("Transpose", [node("MatMul", [probs, v], f"{p}.ctx")], f"{p}.ctxt",
-                   perm=[0, 2, 1, 3])
-        ctx = node("Reshape", [ctx, "merge_shape"], f"{p}.merged")
-        x = layer_norm(node("Add", [x, linear(ctx, f"{p}.o", WIDTH, WIDTH)], f"{p}.res1"),
-                       f"{p}.ln1")
-        h = linear(x, f"{p}.up", WIDTH, FFN)
-        erf = node("Erf", [node("Mul", [h, "rsqrt2"], f"{p}.hs")], f"{p}.erf")
-        gelu = node("Mul", [node("Mul", [h, "half"], f"{p}.hh"),
-                            node("Add", [erf, "onef"], f"{p}.erf1")], f"{p}.gelu")
-        x = layer_norm(node("Add", [x, linear(gelu, f"{p}.down", FFN, WIDTH)], f"{p}.res2"),
-                       f"{p}.ln2")
+    # A BERT body with positions numbered from pad_token_id + 1 and, where BERT adds token
+    # types, a per-task bias picked by the scalar task_id.
+    encoder_constants(g, WIDTH, HEADS, 2)
+    tables = (weight("E", VOCAB, WIDTH), weight("P", POSITIONS, WIDTH),
+              weight("T", TASKS, WIDTH))
+    x = encoder_body(g, tables, WIDTH, layers, FFN, linear, layer_norm, types_input="task_id")
     g.nodes.append(helper.make_node("Identity", [x], ["text_embeds"]))
     model = g.model("jina_sized", [helper.make_tensor_value_info(
         "text_embeds", TensorProto.FLOAT, ["batch", "seq", WIDTH])])

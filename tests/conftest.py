@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,50 +44,38 @@ def nothing_outlives_the_run():
     assert not left, f"processes outlived the test run: {[p.command for p in left]}"
 
 
-@pytest.fixture(scope="session")
-def jina_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_jina_tiny(tmp_path_factory.mktemp("models") / "jina-tiny")
+def _built_once(builder: Callable[[Path], Path], name: str, doc: str):
+    """A session fixture: the model ``builder`` writes to a temporary ``models/<name>``."""
+    @pytest.fixture(scope="session")
+    def fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+        return builder(tmp_path_factory.mktemp("models") / name)
+    fixture.__doc__ = doc
+    return fixture
 
 
-@pytest.fixture(scope="session")
-def minilm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_minilm(tmp_path_factory.mktemp("models") / "minilm")
+jina_dir = _built_once(build_jina_tiny, "jina-tiny", "jina-v3's export in miniature.")
+minilm_dir = _built_once(build_minilm, "minilm", "The real all-MiniLM-L6-v2, int8.")
+minilm_fp32_dir = _built_once(build_minilm_fp32, "minilm-fp32",
+                              "all-MiniLM-L6-v2's real fp32 weights in an ONNX graph (~3 s).")
+reranker_dir = _built_once(build_reranker_tiny, "reranker-tiny",
+                           "jina-reranker-v2's shape in miniature.")
+bert_cross_encoder_dir = _built_once(build_bert_cross_encoder, "bert-cross-encoder",
+                                     "A tiny BERT cross-encoder with token types.")
 
 
-@pytest.fixture(scope="session")
-def minilm_fp32_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """all-MiniLM-L6-v2's real fp32 weights in an ONNX graph (~3 s, once per session)."""
-    return build_minilm_fp32(tmp_path_factory.mktemp("models") / "minilm-fp32")
+def _reference_of(reference: type, folder: str):
+    """A session fixture: ``reference`` (a per-text or per-pair reference) of the model the
+    fixture ``folder`` builds."""
+    @pytest.fixture(scope="session")
+    def fixture(request: pytest.FixtureRequest):
+        return reference(request.getfixturevalue(folder))
+    return fixture
 
 
-@pytest.fixture(scope="session")
-def reranker_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_reranker_tiny(tmp_path_factory.mktemp("models") / "reranker-tiny")
-
-
-@pytest.fixture(scope="session")
-def bert_cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_bert_cross_encoder(tmp_path_factory.mktemp("models") / "bert-cross-encoder")
-
-
-@pytest.fixture(scope="session")
-def reranker_reference(reranker_dir: Path) -> RerankReference:
-    return RerankReference(reranker_dir)
-
-
-@pytest.fixture(scope="session")
-def bert_cross_encoder_reference(bert_cross_encoder_dir: Path) -> RerankReference:
-    return RerankReference(bert_cross_encoder_dir)
-
-
-@pytest.fixture(scope="session")
-def jina_reference(jina_dir: Path) -> ReferenceEncoder:
-    return ReferenceEncoder(jina_dir)
-
-
-@pytest.fixture(scope="session")
-def minilm_reference(minilm_dir: Path) -> ReferenceEncoder:
-    return ReferenceEncoder(minilm_dir)
+reranker_reference = _reference_of(RerankReference, "reranker_dir")
+bert_cross_encoder_reference = _reference_of(RerankReference, "bert_cross_encoder_dir")
+jina_reference = _reference_of(ReferenceEncoder, "jina_dir")
+minilm_reference = _reference_of(ReferenceEncoder, "minilm_dir")
 
 
 @pytest.fixture(scope="session")

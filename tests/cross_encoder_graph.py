@@ -68,10 +68,11 @@ def encoder_constants(g: GraphBuilder, width: int, heads: int, position_start: i
 
 def encoder_body(g: GraphBuilder, tables: tuple[str, str, str | None], width: int,
                  layers: int, ffn: int, linear: Callable[[str, str, int, int], str],
-                 layer_norm: Callable[[str, str], str]) -> str:
+                 layer_norm: Callable[[str, str], str],
+                 types_input: str = "token_type_ids") -> str:
     """A post-norm BERT encoder's token states ``[batch, seq, width]`` (the name).
 
-    ``tables``: word, position and token-type (None: no ``token_type_ids``) embeddings;
+    ``tables``: word, position and token-type (None: no ``types_input``) embeddings;
     ``linear(x, prefix, fan_in, fan_out)`` and ``layer_norm(x, prefix)`` add those ops with
     their weights, named by ``prefix`` (``emb_ln``; ``l<i>.q`` ... ``l<i>.ln2``, ``_layer``'s).
     """
@@ -82,7 +83,7 @@ def encoder_body(g: GraphBuilder, tables: tuple[str, str, str | None], width: in
     x = node("Add", [node("Gather", [word, "input_ids"], "tok"),
                      node("Gather", [position, pos], "pos_emb")], "x0")
     if types is not None:
-        x = node("Add", [x, node("Gather", [types, "token_type_ids"], "types")], "x1")
+        x = node("Add", [x, node("Gather", [types, types_input], "types")], "x1")
     x = layer_norm(x, "emb_ln")
     inverted = node("Sub", ["onef", node("Cast", ["attention_mask"], "maskf",
                                          to=TensorProto.FLOAT)], "inv_mask")

@@ -15,18 +15,23 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 
+def open_model(folder: Path) -> tuple[dict, Tokenizer, ort.InferenceSession, set[str]]:
+    """The model's config, its tokenizer for one sequence at a time (no padding: MiniLM's file
+    pads to 128; no silent truncation), an ORT session of its export, its input names."""
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    session = ort.InferenceSession(str(folder / "onnx/model.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    return (json.loads((folder / "config.json").read_text()), tokenizer, session,
+            {i.name for i in session.get_inputs()})
+
+
 class ReferenceEncoder:
     """One text at a time, the way the official ``encode`` does it."""
 
     def __init__(self, folder: Path) -> None:
-        self.config = json.loads((folder / "config.json").read_text())
-        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        # One text at a time: no padding (MiniLM's file pads to 128) and no silent truncation.
-        self.tokenizer.no_padding()
-        self.tokenizer.no_truncation()
-        self.session = ort.InferenceSession(str(folder / "onnx/model.onnx"),
-                                            providers=["CPUExecutionProvider"])
-        self.input_names = {i.name for i in self.session.get_inputs()}
+        self.config, self.tokenizer, self.session, self.input_names = open_model(folder)
         outputs = [o.name for o in self.session.get_outputs()]
         self.output = "text_embeds" if "text_embeds" in outputs else "last_hidden_state"
         self._states: dict[tuple, np.ndarray] = {}
@@ -123,13 +128,7 @@ class RerankReference:
     score its best window's, then a sigmoid."""
 
     def __init__(self, folder: Path) -> None:
-        self.config = json.loads((folder / "config.json").read_text())
-        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self.tokenizer.no_padding()
-        self.tokenizer.no_truncation()
-        self.session = ort.InferenceSession(str(folder / "onnx/model.onnx"),
-                                            providers=["CPUExecutionProvider"])
-        self.input_names = {i.name for i in self.session.get_inputs()}
+        self.config, self.tokenizer, self.session, self.input_names = open_model(folder)
         limit = self.config["max_position_embeddings"]
         if self.config.get("model_type") in ("xlm-roberta", "roberta"):
             limit -= self.config["pad_token_id"] + 1

@@ -17,9 +17,11 @@ import numpy as np
 from encoder.errors import EmbeddingError, ErrorKind, invalid, raise_failures
 from encoder.ingress.admission import AdmissionControl, Ticket, estimate_tokens
 from encoder.ingress.timeouts import RunRate, run_flops
+from encoder.ingress.tokenize import TextTokenizer
+from encoder.metrics import IngressMetrics
 from encoder.model.card import ModelCard
 from encoder.parcels import Parcel
-from encoder.settings import ServiceSettings
+from encoder.settings import ModelSettings, ServiceSettings
 
 Embedder = Callable[[list[Parcel]], Awaitable[list[np.ndarray | EmbeddingError]]]
 
@@ -75,3 +77,19 @@ class Encoders:
         results = raise_failures(results)
         self.rate.observe(flops, time.perf_counter() - started)
         return results
+
+
+class ModelService:
+    """What each model's service (embeddings, rerank) holds: the settings, the model's card,
+    tokenizer and encoders, the ingress metrics, and its token limit per input."""
+
+    def __init__(self, settings: ServiceSettings, model: ModelSettings, card: ModelCard,
+                 tokenizer: TextTokenizer, embed: Embedder,
+                 metrics: IngressMetrics | None = None) -> None:
+        self.settings = settings
+        self.model = model
+        self.card = card
+        self.tokenizer = tokenizer
+        self.encoders = Encoders(settings, card, embed)
+        self.metrics = metrics or IngressMetrics()
+        self.max_tokens = model.input_token_limit(card.max_tokens)

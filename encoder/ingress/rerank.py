@@ -20,7 +20,7 @@ import numpy as np
 
 from encoder.errors import invalid
 from encoder.ingress.admission import Ticket
-from encoder.ingress.encoders import Embedder, Encoders
+from encoder.ingress.encoders import Embedder, ModelService
 from encoder.ingress.tokenize import PairTemplate, TextTokenizer, off_loop
 from encoder.metrics import IngressMetrics
 from encoder.model.card import ModelCard
@@ -104,20 +104,9 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
                     np.exp(-np.abs(logits)) / (1 + np.exp(-np.abs(logits))))
 
 
-class RerankService:
+class RerankService(ModelService):
     """Validates and tokenizes rerank requests for one cross-encoder, runs their pairs on
-    its encoders, scores each document by its best window."""
-
-    def __init__(self, settings: ServiceSettings, model: ModelSettings, card: ModelCard,
-                 tokenizer: TextTokenizer, embed: Embedder,
-                 metrics: IngressMetrics | None = None) -> None:
-        self.settings = settings
-        self.model = model
-        self.card = card
-        self.tokenizer = tokenizer
-        self.encoders = Encoders(settings, card, embed)
-        self.metrics = metrics or IngressMetrics()
-        self.window = model.input_token_limit(card.max_tokens)
+    its encoders, scores each document by its best window (``max_tokens`` long)."""
 
     @classmethod
     def for_model(cls, settings: ServiceSettings, embed: Embedder, model: ModelSettings,
@@ -134,7 +123,7 @@ class RerankService:
         ids = await off_loop(sum(map(len, texts)), self.tokenizer.content_ids, texts)
         documents = ids[1:] if query.max_tokens_per_doc is None else [
             d[: query.max_tokens_per_doc] for d in ids[1:]]
-        plan = plan_pairs(self.tokenizer.pair, ids[0], documents, self.window)
+        plan = plan_pairs(self.tokenizer.pair, ids[0], documents, self.max_tokens)
         tokens = self.encoders.hold(ticket, sum(len(s) for s in plan.sequences))
         scheduler = self.model.scheduler
         parcels = request_parcels(None, plan.sequences, scheduler.sort_window_tokens,
@@ -166,4 +155,4 @@ class RerankService:
         """This model's ``/v1/models`` entry."""
         return {"id": self.model.served_model_name, "object": "model", "created": 0,
                 "owned_by": "self-hosted", "kind": "rerank",
-                "aliases": list(self.model.aliases), "max_tokens": self.window}
+                "aliases": list(self.model.aliases), "max_tokens": self.max_tokens}

@@ -37,17 +37,22 @@ class TextDocument(BaseModel):
 Document = Union[StrictStr, TextDocument]
 
 
-class JinaRerankRequest(BaseModel):
-    """Body of ``POST /v1/rerank`` (Jina's, which is Cohere's v1)."""
+class _RerankBody(BaseModel):
+    """The fields Jina's (Cohere's v1) and Cohere's v2 bodies share."""
 
     model_config = ConfigDict(extra="forbid")
 
     model: StrictStr | None = None
     query: StrictStr
-    documents: list[Document]
     top_n: StrictInt | None = None
-    return_documents: StrictBool = True
     raw_scores: StrictBool = False
+
+
+class JinaRerankRequest(_RerankBody):
+    """Body of ``POST /v1/rerank`` (Jina's, which is Cohere's v1)."""
+
+    documents: list[Document]
+    return_documents: StrictBool = True
     # Cohere v1's fields this server takes and leaves: documents are ranked on "text".
     rank_fields: list[StrictStr] | None = None
     max_chunks_per_doc: StrictInt | None = Field(default=None, ge=1)
@@ -68,18 +73,12 @@ class RelevantSpans(BaseModel):
     mode: Literal["enabled", "disabled"]
 
 
-class CohereV2RerankRequest(BaseModel):
+class CohereV2RerankRequest(_RerankBody):
     """Body of ``POST /v2/rerank`` (Cohere's v2)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    model: StrictStr | None = None
-    query: StrictStr
     documents: list[StrictStr]
-    top_n: StrictInt | None = None
     max_tokens_per_doc: StrictInt | None = Field(default=None, ge=1)
     return_documents: StrictBool = False
-    raw_scores: StrictBool = False
     priority: StrictInt | None = None
     # Cohere's Rerank v5 spans; a cross-encoder scores whole windows, so only "disabled".
     relevant_spans: RelevantSpans | None = None

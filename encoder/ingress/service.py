@@ -14,7 +14,7 @@ import numpy as np
 
 from encoder.errors import invalid
 from encoder.ingress.admission import Ticket
-from encoder.ingress.encoders import Embedder, Encoders
+from encoder.ingress.encoders import Embedder, ModelService
 from encoder.ingress.late_chunking import combine_pieces, plan_late_chunks
 from encoder.ingress.output import embedding_items
 from encoder.ingress.schemas import EmbeddingRequest, TokenizeRequest, parse_embedding_request
@@ -34,7 +34,7 @@ def check_dimensions(dimensions: int | None, width: int | None) -> None:
                       param="dimensions")
 
 
-class EmbeddingsService:
+class EmbeddingsService(ModelService):
     """Validates and tokenizes embeddings requests for one model, sends their parcels to its
     encoders, builds responses.
 
@@ -56,13 +56,7 @@ class EmbeddingsService:
                 f"default_task {model.default_task!r} is not one of the model's tasks "
                 f"{list(card.tasks)}"
             )
-        self.settings = settings
-        self.model = model
-        self.card = card
-        self.tokenizer = tokenizer
-        self.encoders = Encoders(settings, card, embed)
-        self.metrics = metrics or IngressMetrics()
-        self.max_tokens = model.input_token_limit(card.max_tokens)
+        super().__init__(settings, model, card, tokenizer, embed, metrics)
 
     @classmethod
     def for_model(cls, settings: ServiceSettings, embed: Embedder,
