@@ -40,6 +40,8 @@ import onnxruntime as ort
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from benchmarks.int8_fidelity import batched, fidelity, pooled
+from benchmarks.plots import write_csv
+from benchmarks.throughput import RESULTS
 from benchmarks.workloads import long_passages, short_queries
 from encoder.ingress.tokenize import TextTokenizer
 from encoder.model.card import ModelCard
@@ -261,12 +263,20 @@ def measure(args: argparse.Namespace, paths: dict[str, Path]) -> None:
           f"cosine to fp32 on {len(SENTENCES)} sentences")
     print(f"{'variant':<40} {'MB':>6} {'short/s':>8} {'x':>5} {'long/s':>8} {'x':>5} "
           f"{'cos mean':>9} {'cos min':>9}")
+    rows = []
     for name in names:
         cosine = (vectors[name] * vectors["fp32"]).sum(axis=1)
         mb = sum(f.stat().st_size for f in [paths[name], *external_files(paths[name])]) / 1e6
         cells = " ".join(f"{rate[name, w]:8.1f} {rate[name, w] / rate['fp32', w]:5.2f}"
                          for w in ("short", "long"))
         print(f"{name:<40} {mb:6.0f} {cells} {cosine.mean():9.5f} {cosine.min():9.5f}")
+        rows.append({"variant": name, "mb": round(mb), "threads": args.threads,
+                     **{f"{w}_per_s": round(rate[name, w], 1) for w in ("short", "long")},
+                     **{f"{w}_x_fp32": round(rate[name, w] / rate["fp32", w], 2)
+                        for w in ("short", "long")},
+                     "cos_mean": round(float(cosine.mean()), 5),
+                     "cos_min": round(float(cosine.min()), 5)})
+    print(write_csv(rows, RESULTS / f"int8-{args.model.name}.csv"))
 
 
 if __name__ == "__main__":
