@@ -30,14 +30,8 @@ import httpx
 from benchmarks.plots import write_csv
 from benchmarks.replica_memory import weights_mb
 from benchmarks.throughput import RESULTS, model_folder
-from tests.serve_process import (
-    abandon,
-    idle_after,
-    memory_mb,
-    replica_pid,
-    reset_peak,
-    serve_run,
-)
+from tests.marked_processes import idle_after, memory_mb, replica_pid, reset_peak
+from tests.serve_process import abandon, serve_run
 
 FIELDS = ("case", "status", "seconds", "p50_ms", "n", "ratio", "peak_rss_mb", "same_replica")
 COMMANDS = {"serve-run": ["serve", "run"], "jina-serve": None}

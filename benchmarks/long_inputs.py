@@ -34,7 +34,7 @@ from encoder.model.prepare import served_output
 from encoder.model.rotary import fuse_rotary
 from encoder.model.runtime import OnnxModel, served_onnx
 from encoder.model.tensors import Tensors
-from tests.serve_process import memory_mb
+from tests.marked_processes import memory_mb
 
 
 def masked_variant(prepared: Path) -> Path:

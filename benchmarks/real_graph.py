@@ -32,7 +32,7 @@ from benchmarks.workloads import in_fresh_process
 from encoder.model.card import ModelCard
 from encoder.model.quantize import cpu_flags_of_host, needs_saturation_guard
 from encoder.model.runtime import OnnxModel, served_onnx
-from tests.serve_process import memory_mb
+from tests.marked_processes import memory_mb
 
 SHAPES = {"query": 16, "passage": 512}
 # Runs of more tokens than this are timed once, without a warm-up run (minutes each).

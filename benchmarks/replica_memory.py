@@ -24,7 +24,8 @@ from benchmarks.served_ab import parse_value, setting_args
 from benchmarks.throughput import RESULTS, model_folder
 from benchmarks.workloads import benchmark_texts, parse_load, served
 from encoder.model.prepare import external_data
-from tests.serve_process import memory_mb, replica_pid, reset_peak, serve_run
+from tests.marked_processes import memory_mb, replica_pid, reset_peak
+from tests.serve_process import serve_run
 
 
 def weights_mb(folder: Path) -> float:

@@ -34,8 +34,9 @@ from encoder.ingress.rerank import plan_pairs
 from encoder.ingress.tokenize import TextTokenizer
 from encoder.model.card import ModelCard
 from encoder.model.runtime import OnnxModel
+from tests.marked_processes import memory_mb
 from tests.models import VOCAB, build_reranker_tiny
-from tests.serve_process import load_config, memory_mb, serve_run
+from tests.serve_process import load_config, serve_run
 
 LAYERS, WIDTH, HEADS, FFN, POSITIONS = 12, 768, 12, 3072, 1026
 NAME = "jina-reranker-v2-base-multilingual"

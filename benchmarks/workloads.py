@@ -15,7 +15,7 @@ import numpy as np
 
 from encoder.model.card import ModelCard
 from encoder.model.runtime import OnnxModel, pad
-from tests.serve_process import memory_mb
+from tests.marked_processes import memory_mb
 
 
 def parse_load(load: str) -> tuple[str, int, int]:

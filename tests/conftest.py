@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.marked_processes import RUN_MARKER, kill_marked, marked
 from tests.models import (
     JINA_V3_GRAPH,
     build_bert_cross_encoder,
@@ -21,7 +22,7 @@ from tests.models import (
     build_reranker_tiny,
 )
 from tests.reference import ReferenceEncoder, RerankReference
-from tests.serve_process import RUN_MARKER, kill_marked, marked, restore_sigint
+from tests.serve_process import restore_sigint
 
 # Every process the run starts inherits it: what is left at the end is found by it.
 os.environ.setdefault(RUN_MARKER, uuid.uuid4().hex)

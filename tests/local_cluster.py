@@ -29,7 +29,7 @@ import yaml
 
 from jina_serve.config import derive_config, load_config
 from jina_serve.launcher import SERVE_ENV_DEFAULTS
-from tests.serve_process import end_marked
+from tests.marked_processes import end_marked
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

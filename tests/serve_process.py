@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import signal
@@ -25,13 +24,9 @@ import yaml
 
 from jina_serve.config import derive_config, load_config
 from jina_serve.launcher import instance_ports_env, stop_budget_s
-from jina_serve.processes import Process, environment, process, processes
+from tests.marked_processes import SERVICE_MARKER, kill_marked, marked, replica_pid
 
 ROOT = Path(__file__).resolve().parents[1]
-# In the environment of every process of one Serve instance (and, with the run's own value,
-# of every process the test run starts): what outlives its stop is found by it.
-SERVICE_MARKER = "JINA_TEST_SERVICE"
-RUN_MARKER = "JINA_TEST_RUN"
 # A stopping instance's HAProxy keeps a replica this long before it is stopped: 1 s keeps
 # each of the suite's stops short (Ray's default is 30 s, jina-serve's 5 s: the drain tests
 # pass those).
@@ -192,41 +187,6 @@ def _proxy_runs(marker: str) -> bool:
                for p in marked(marker))
 
 
-def marked(marker: str, name: str = SERVICE_MARKER) -> list[Process]:
-    """The live processes whose environment carries ``name=marker``: one Serve instance's
-    (its launcher, Ray, replicas, HAProxy), or with ``RUN_MARKER`` the whole test run's."""
-    own = os.getpid()
-    return [p for p in processes() if p.alive and p.pid != own
-            and environment(p.pid).get(name) == marker]
-
-
-def end_marked(name: str, marker: str, grace_s: float = 5.0) -> list[Process]:
-    """End the processes marked ``name=marker``: SIGTERM, then SIGKILL after ``grace_s``.
-    Returns those that were alive."""
-    left = marked(marker, name)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for leftover in marked(marker, name):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(leftover.pid, sig)
-        deadline = time.monotonic() + grace_s
-        while marked(marker, name) and time.monotonic() < deadline:
-            time.sleep(0.2)
-    return left
-
-
-def kill_marked(marker: str, name: str = SERVICE_MARKER, rounds: int = 20) -> None:
-    """SIGKILL every process marked ``name=marker``, again until none is left: a process
-    manager killed mid-sweep may have started a child (HAProxy's reload) after the list."""
-    for _ in range(rounds):
-        left = marked(marker, name)
-        if not left:
-            return
-        for leftover in left:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(leftover.pid, signal.SIGKILL)
-        time.sleep(0.2)
-
-
 @dataclass
 class ServeProcess:
     """A running Serve instance: its base URL, launcher process, log, the marker in every
@@ -288,58 +248,6 @@ class ServeProcess:
 
 def _tail(path: Path, lines: int = 60) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def replica_pid(deployment: str = "Encoder", marker: str | None = None) -> int:
-    """The process of a deployment's replica on this machine (of the instance whose
-    processes carry ``marker``, if given)."""
-    name = f"ServeReplica:embeddings:{deployment}"
-    for candidate in processes():
-        if name in candidate.command and (
-                marker is None or environment(candidate.pid).get(SERVICE_MARKER) == marker):
-            return candidate.pid
-    raise RuntimeError(f"no {deployment} replica found")
-
-
-def memory_mb(pid: int) -> dict[str, float]:
-    """A process's RSS, its peak (VmHWM, since the last ``reset_peak``) and PSS, in MB."""
-    status = dict(line.split(":", 1) for line in
-                  Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    rollup = dict(line.split(":", 1) for line in
-                  Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:])
-    return {"rss": _kb(status["VmRSS"]) / 1024, "peak_rss": _kb(status["VmHWM"]) / 1024,
-            "pss": _kb(rollup["Pss"]) / 1024}
-
-
-def reset_peak(pid: int) -> None:
-    """Start ``memory_mb``'s peak afresh (needs root or the process's owner)."""
-    Path(f"/proc/{pid}/clear_refs").write_text("5")
-
-
-def _kb(text: str) -> int:
-    return int(text.split()[0])
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used."""
-    found = process(pid)
-    if found is None:
-        raise ProcessLookupError(pid)
-    return found.cpu_s
-
-
-def idle_after(pid: int, start: float, limit_s: float, busy_cpu_s: float = 0.15,
-               every_s: float = 0.5) -> float:
-    """Seconds from ``start`` (``time.monotonic``) until ``pid`` uses less than
-    ``busy_cpu_s`` CPU seconds in ``every_s``; ``limit_s`` if it never does by then."""
-    last = cpu_seconds(pid)
-    while time.monotonic() - start < limit_s:
-        time.sleep(every_s)
-        now = cpu_seconds(pid)
-        if now - last < busy_cpu_s * every_s / 0.5:
-            return time.monotonic() - start - every_s
-        last = now
-    return limit_s
 
 
 async def abandon(url: str, body: bytes, give_up_s: float) -> str:

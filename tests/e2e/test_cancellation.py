@@ -12,7 +12,8 @@ import time
 import httpx
 import pytest
 
-from tests.serve_process import abandon, cpu_seconds
+from tests.marked_processes import cpu_seconds
+from tests.serve_process import abandon
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,8 @@ import yaml
 from jina_serve.config import derive_config, load_config
 from jina_serve.processes import environment
 from tests.clients import wait_until
-from tests.serve_process import ROOT, free_port, haproxy_env, marked, serve_run, start_service
+from tests.marked_processes import marked
+from tests.serve_process import ROOT, free_port, haproxy_env, serve_run, start_service
 
 pytestmark = pytest.mark.e2e
 

@@ -26,14 +26,9 @@ import pytest
 
 from encoder.model.prepare import external_data
 from jina_serve.config import load_config
+from tests.marked_processes import idle_after, memory_mb
 from tests.reference import ReferenceEncoder, cosine, finish_reference, late_chunk_reference
-from tests.serve_process import (
-    ROOT,
-    abandon,
-    idle_after,
-    memory_mb,
-    serve_run,
-)
+from tests.serve_process import ROOT, abandon, serve_run
 
 # Starting (preparing a 2.3 GB graph) and one 8194-token run each take minutes on 2 cores:
 # each wait below ends before pytest's own timeout, so it says what it waited for.
