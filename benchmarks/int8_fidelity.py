@@ -12,14 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.plots import write_csv
+from benchmarks.plots import RESULTS, write_csv
 from encoder.ingress.tokenize import TextTokenizer
 from encoder.model.card import ModelCard
 from encoder.model.runtime import OnnxModel, pad
 from encoder.pooling import POOLERS, l2_normalize
 from tests.corpus import SENTENCES
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def batched(tokenizer: TextTokenizer, card: ModelCard, texts: list[str], size: int,

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from benchmarks.host import describe_host
 
+RESULTS = Path(__file__).parent / "results"  # every script's CSV and plot
+
 
 def write_csv(rows: list[dict], out: Path) -> Path:
     """``rows`` (dicts with the same keys) as a CSV file with a header, each row naming the

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.plots import RESULTS
 from jina_serve.processes import processes
 from tests.models import TASKS, build_jina_tiny
 from tests.serve_process import serve_run
 
-RESULTS = Path(__file__).parent / "results"
 _ROLES = {"Encoder": "ServeReplica:embeddings:Encoder",
           "Ingress": "ServeReplica:embeddings:Ingress", "Proxy": "ProxyActor"}
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from benchmarks.jina_sized_model import build_jina_sized
-from benchmarks.plots import plot_throughput, write_csv
+from benchmarks.plots import RESULTS, plot_throughput, write_csv
 from benchmarks.soak import serve_rss_mb
 from benchmarks.workloads import Measured, benchmark_texts, raw_best_batch, raw_single, served
 from encoder.ingress.tokenize import TextTokenizer
@@ -41,7 +41,6 @@ from encoder.settings import SchedulerSettings
 from tests.models import build_jina_tiny, build_jina_v3_graph, build_minilm
 from tests.serve_process import serve_run
 
-RESULTS = Path(__file__).parent / "results"
 MODELS = {"jina-v3": build_jina_v3_graph, "jina-sized": build_jina_sized,
           "minilm-sized": lambda out: build_jina_sized(out, size="minilm"),
           "minilm": build_minilm, "jina-tiny": build_jina_tiny}
