@@ -92,15 +92,7 @@ class ClassifyService:
         return np.stack([known[label] for label in labels]), tokens
 
     def _check(self, texts: list[str], labels: list[str]) -> None:
-        if not texts:
-            raise invalid("'input' must not be empty", param="input")
-        if len(texts) > self.embeddings.settings.max_inputs:
-            raise invalid(f"'input' has {len(texts)} items, more than the limit of "
-                          f"{self.embeddings.settings.max_inputs}", param="input")
-        if not labels:
-            raise invalid("'labels' must not be empty", param="labels")
-        if len(labels) > MAX_LABELS:
-            raise invalid(f"'labels' has {len(labels)} items, more than the limit of "
-                          f"{MAX_LABELS}", param="labels")
+        self.embeddings.check_items(texts, "input")
+        self.embeddings.check_items(labels, "labels", MAX_LABELS)
         if len(set(labels)) < len(labels) or not all(labels):
             raise invalid("'labels' must be distinct, non-empty strings", param="labels")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -93,3 +93,13 @@ class ModelService:
         self.encoders = Encoders(settings, card, embed)
         self.metrics = metrics or IngressMetrics()
         self.max_tokens = model.input_token_limit(card.max_tokens)
+
+    def check_items(self, items: Sequence, param: str, limit: int | None = None) -> None:
+        """A 400 naming ``param`` unless ``items`` is non-empty and at most ``limit`` long
+        (default: ``max_inputs``)."""
+        limit = self.settings.max_inputs if limit is None else limit
+        if not items:
+            raise invalid(f"'{param}' must not be empty", param=param)
+        if len(items) > limit:
+            raise invalid(f"'{param}' has {len(items)} items, more than the limit of {limit}",
+                          param=param)

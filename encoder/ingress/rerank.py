@@ -100,8 +100,8 @@ def _windows(document: list[int], capacity: int, overlap: int) -> list[list[int]
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     """The logistic function, without overflow for large negative logits."""
-    return np.where(logits >= 0, 1 / (1 + np.exp(-np.abs(logits))),
-                    np.exp(-np.abs(logits)) / (1 + np.exp(-np.abs(logits))))
+    small = np.exp(-np.abs(logits))
+    return np.where(logits >= 0, 1 / (1 + small), small / (1 + small))
 
 
 class RerankService(ModelService):
@@ -139,11 +139,7 @@ class RerankService(ModelService):
     def _check(self, query: RerankQuery) -> None:
         if not query.query:
             raise invalid("'query' must not be empty", param="query")
-        if not query.documents:
-            raise invalid("'documents' must not be empty", param="documents")
-        if len(query.documents) > self.settings.max_inputs:
-            raise invalid(f"'documents' has {len(query.documents)} items, more than the limit "
-                          f"of {self.settings.max_inputs}", param="documents")
+        self.check_items(query.documents, "documents")
         for index, document in enumerate(query.documents):
             if not document:
                 raise invalid(f"documents[{index}] is empty", param="documents")

@@ -162,11 +162,7 @@ class EmbeddingsService(ModelService):
         """A request's inputs as a list: not empty, at most ``max_inputs``."""
         if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)):
             inputs = [inputs]
-        if not inputs:
-            raise invalid(f"'{param}' must not be empty", param=param)
-        if len(inputs) > self.settings.max_inputs:
-            raise invalid(f"'{param}' has {len(inputs)} items, more than the limit of "
-                          f"{self.settings.max_inputs}", param=param)
+        self.check_items(inputs, param)
         return inputs
 
     def _token_limit(self, request: EmbeddingRequest) -> int:
