@@ -41,7 +41,8 @@ class Encoders:
     @contextmanager
     def admit(self, body_bytes: int) -> Iterator[Ticket]:
         """Admission on an estimate from the body's size, so an overloaded model refuses
-        before parsing or tokenizing; the ticket then holds the exact count (``hold``)."""
+        before tokenizing (the body is parsed first: the model it names picks the budget);
+        the ticket then holds the exact count (``hold``)."""
         with self.admission.admit(estimate_tokens(body_bytes)) as ticket:
             yield ticket
 
