@@ -41,11 +41,9 @@ class OnnxModel:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # ORT's threads spin between ops, which saves a wake-up per op (a lone query's run is
-        # ~7% faster), but by default they go on spinning after a run, burning the cores the
-        # proxy, ingress and tokenizer need: stop as soon as a run returns.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
-        options.add_session_config_entry("session.force_spinning_stop", "1")
+        # Idle ORT threads spin for a while by default, burning the cores the proxy, ingress
+        # and tokenizer need between runs; on a small machine that costs more than it saves.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if saturation_guard:
             options.add_session_config_entry("session.x64quantprecision", "1")
