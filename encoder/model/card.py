@@ -31,6 +31,7 @@ class ModelCard:
     attention_heads: attention heads per layer, if the config says.
     layers: transformer layers, if the config says.
     intermediate_size: width of the feed-forward layers, if the config says.
+    vocab_size: token ids the model knows, if the config says.
     pad_token_id: id that fills padded positions.
     pooling: how token states become one vector ("logits": the model outputs its scores).
     kind: what it serves: "embeddings" (token states) or "rerank" (a cross-encoder of one
@@ -45,6 +46,7 @@ class ModelCard:
     attention_heads: int | None = None
     layers: int | None = None
     intermediate_size: int | None = None
+    vocab_size: int | None = None
     pad_token_id: int = 0
     pooling: Pooling = "mean"
     kind: Kind = "embeddings"
@@ -65,6 +67,7 @@ class ModelCard:
             attention_heads=config.get("num_attention_heads"),
             layers=config.get("num_hidden_layers"),
             intermediate_size=config.get("intermediate_size"),
+            vocab_size=config.get("vocab_size"),
             pad_token_id=int(config.get("pad_token_id") or 0),
             pooling="logits" if kind == "rerank" else (
                 "cls" if pooling_config.get("pooling_mode_cls_token") else "mean"),

@@ -2,30 +2,40 @@
 
 The copy is cached as the prepared one is (``prepare.cached_copy``): beside the source, named
 by a hash of its bytes. The weights of matrix products become int8 with one scale per output
-channel; activations are quantized per run (dynamic quantization), so no calibration data is
-needed. Lookups (the embedding table, the LoRA adapters' stacks) stay fp32: quantizing them
-saves no time, costs fidelity, and an adapter's few values per task would share one scale.
-Why this recipe and its figures: docs/decisions/int8.md.
+channel; activations are quantized per run (dynamic quantization). Lookups (the embedding
+table, the LoRA adapters' stacks) stay fp32: quantizing them saves no time, costs fidelity,
+and an adapter's few values per task would share one scale. A product whose input has a
+few values far wider than the rest stays fp32 too: one scale per run would leave its
+typical values only a few levels. Which those are is measured once, on calibration runs of
+random token ids, not named. Why this recipe and its figures: docs/decisions/int8.md.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
+import numpy as np
+
+from encoder.model.card import ModelCard
 from encoder.model.prepare import cached_copy
 
 logger = logging.getLogger(__name__)
 
 # In the copy's name: a new recipe is a new copy, never a stale one.
-RECIPE = "int8mm"
+RECIPE = "int8w"
+# A product stays fp32 when, in a calibration run, its input spans more than this many
+# times its root mean square: the run's 255 steps then leave a typical value < 4 steps.
+WIDE_INPUT = 64.0
+_CALIBRATION_SHAPE = (16, 24)  # sequences x tokens per calibration run
 # CPU flags with int8 dot products that cannot saturate (VNNI, AMX).
 _VNNI_FLAGS = {"avx512_vnni", "avx_vnni", "amx_int8"}
 
 
-def quantized_model(source: Path) -> Path:
+def quantized_model(source: Path, card: ModelCard) -> Path:
     """Path of the int8 copy of ``source``, building it first if it is not cached."""
-    return cached_copy(source, RECIPE, lambda target: _build(source, target))
+    return cached_copy(source, RECIPE, lambda target: _build(source, card, target))
 
 
 def needs_saturation_guard(cpu_flags: set[str] | None = None) -> bool:
@@ -49,14 +59,66 @@ def cpu_flags_of_host() -> set[str]:
     return set(line.partition(":")[2].split())
 
 
-def _build(source: Path, target: Path) -> None:
+def _build(source: Path, card: ModelCard, target: Path) -> None:
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     logger.info("quantizing %s to int8 (once; cached as %s)", source, target.name)
+    wide = wide_input_products(source, card)
+    if wide:
+        logger.info("kept in fp32 (inputs wider than %g x their RMS): %s", WIDE_INPUT,
+                    ", ".join(wide))
     quantize_dynamic(
         source, target, weight_type=QuantType.QInt8, per_channel=True,
-        use_external_data_format=True, op_types_to_quantize=["MatMul"],
+        use_external_data_format=True, op_types_to_quantize=["MatMul"], nodes_to_exclude=wide,
         # jina's graph has tensors whose type ORT's shape inference leaves unknown.
         extra_options={"DefaultTensorType": TensorProto.FLOAT},
     )
+
+
+def input_spans(source: Path, card: ModelCard) -> dict[str, float]:
+    """Per matrix product with a weight (what int8 quantizes), by node name: the widest
+    (range / root mean square) of its input over calibration runs of random token ids, one
+    per task (at least four). Empty when the config gives no vocabulary size."""
+    import onnx
+    import onnxruntime as ort
+
+    if not card.vocab_size:
+        return {}
+    model = onnx.load(os.fspath(source), load_external_data=False)
+    weights = {tensor.name for tensor in model.graph.initializer}
+    products = {node.name: node.input[0] for node in model.graph.node
+                if node.op_type == "MatMul" and node.input[1] in weights}
+    if not products:
+        return {}
+    outputs = {output.name for output in model.graph.output}
+    model.graph.output.extend(onnx.ValueInfoProto(name=x) for x in set(products.values())
+                              if x not in outputs)
+    options = ort.SessionOptions()
+    # Loaded from bytes: the external weights are read from the source's folder.
+    options.add_session_config_entry("session.model_external_initializers_file_folder_path",
+                                     os.fspath(source.parent))
+    session = ort.InferenceSession(model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    names = sorted(set(products.values()))
+    inputs = {i.name: i for i in session.get_inputs()}
+    rng = np.random.default_rng(0)
+    spans = dict.fromkeys(names, 0.0)
+    for run in range(max(4, len(card.tasks))):
+        ids = rng.integers(min(1000, card.vocab_size // 2), card.vocab_size, _CALIBRATION_SHAPE)
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+        if "token_type_ids" in inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        if "task_id" in inputs:
+            task = np.array(run % max(1, len(card.tasks)))
+            feed["task_id"] = task if not inputs["task_id"].shape else np.full(len(ids), task)
+        for name, x in zip(names, session.run(names, feed), strict=True):
+            x = x.astype(np.float64)
+            spread = max(x.max(), 0) - min(x.min(), 0)  # the range the quantizer scales
+            spans[name] = max(spans[name], spread / max(np.sqrt((x * x).mean()), 1e-12))
+    return {node: spans[x] for node, x in products.items()}
+
+
+def wide_input_products(source: Path, card: ModelCard) -> list[str]:
+    """Matrix products whose input spans more than ``WIDE_INPUT`` x its root mean square."""
+    return sorted(node for node, span in input_spans(source, card).items() if span > WIDE_INPUT)

@@ -142,7 +142,7 @@ def served_onnx(source: Path, card: ModelCard, int8: bool = False) -> Path:
     """The ONNX file a replica serves for ``source``: its prepared copy
     (``encoder/model/prepare.py``), and with ``int8`` the int8 copy of that."""
     onnx = prepared_model(source, card.attention_heads)
-    return quantized_model(onnx) if int8 else onnx
+    return quantized_model(onnx, card) if int8 else onnx
 
 
 def pad(sequences: Sequence[np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:

@@ -64,7 +64,7 @@ def test_a_read_only_model_folder_gets_its_copy_in_the_user_cache(jina_copy, tmp
 
 def test_int8_of_the_prepared_graph_quantizes_every_weight_and_no_adapter(jina_copy):
     prepared = prepared_model(jina_copy / "onnx/model.onnx", heads=4)
-    ops = op_counts(quantized_model(prepared))
+    ops = op_counts(quantized_model(prepared, ModelCard.from_folder(jina_copy)))
     # qkv and the output projection; the five LoRA products read Gathers, not weights.
     assert ops["MatMulInteger"] + ops["DynamicQuantizeMatMul"] == 2
     assert ops["MatMul"] == 5
