@@ -30,7 +30,14 @@ from pathlib import Path
 from benchmarks.infinity_model import VARIANTS, bake_task, infinity_command
 from benchmarks.plots import plot_throughput, write_csv
 from benchmarks.throughput import CEILING_TEXTS, RESULTS, model_folder
-from benchmarks.workloads import Measured, benchmark_texts, raw_best_batch, raw_single, served
+from benchmarks.workloads import (
+    Measured,
+    benchmark_texts,
+    raw_best_batch,
+    raw_single,
+    reopened,
+    served,
+)
 from encoder.ingress.tokenize import TextTokenizer
 from encoder.model.card import ModelCard
 from encoder.model.runtime import OnnxModel, served_onnx
@@ -59,7 +66,7 @@ def raw_figures(folder: Path, texts: dict[str, list[str]], seconds: float,
     found = {workload: raw_best_batch(model, card, sample, task)
              for workload, sample in ids.items()}
     found["single"] = raw_single(model, card, ids["short"], task, seconds)
-    defaults = ort_defaults(served_path, 2)
+    defaults = reopened(served_path, 2, defaults=True)
     raw_single(defaults, card, ids["short"][:2], task, seconds)  # warm-up
     found["defaults single"] = raw_single(defaults, card, ids["short"], task, seconds)
     if served_path != source:
@@ -67,19 +74,6 @@ def raw_figures(folder: Path, texts: dict[str, list[str]], seconds: float,
         raw_single(export, card, ids["short"][:2], task, seconds)  # warm-up
         found["export single"] = raw_single(export, card, ids["short"], task, seconds)
     return found
-
-
-def ort_defaults(path: Path, threads: int) -> OnnxModel:
-    """``path`` on a session with ORT's default options but the thread count: the raw run a
-    lone query is held to (the service sets its own options, spinning among them)."""
-    import onnxruntime as ort
-
-    model = OnnxModel(path, threads)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    model.session = ort.InferenceSession(os.fspath(path), options,
-                                         providers=["CPUExecutionProvider"])
-    return model
 
 
 @contextmanager

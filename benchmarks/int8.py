@@ -2,7 +2,8 @@
 
 Variants of one model folder (built in a scratch folder) join parts with "+"; "fp32" (the
 source) is always measured. Parts: ``shipped`` (the copy the service serves, built by
-``encoder/model/quantize.py`` beside the model; only ``x64quantprecision`` joins it),
+``encoder/model/quantize.py`` beside the model for this CPU; ``reduce-range`` joins it for
+the copy a CPU without VNNI gets, ``x64quantprecision`` too),
 ``optimized`` (ORT's transformers optimizer, bert, CPU: Attention, LayerNorm, Gelu fusions;
 needs sympy and torch, so ``--optimizer-python`` runs it), ``per-tensor`` (quantize_dynamic
 QInt8), ``per-channel``, ``reduce-range`` (7-bit weights), ``u8-weights`` (QUInt8),
@@ -39,14 +40,14 @@ import onnx
 import onnxruntime as ort
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from benchmarks.int8_fidelity import batched, fidelity, pooled
+from benchmarks.int8_fidelity import batched, fidelity, opened, pooled
 from benchmarks.plots import write_csv
 from benchmarks.throughput import RESULTS
 from benchmarks.workloads import long_passages, short_queries
 from encoder.ingress.tokenize import TextTokenizer
 from encoder.model.card import ModelCard
 from encoder.model.prepare import source_digest
-from encoder.model.quantize import cpu_flags_of_host
+from encoder.model.quantize import cpu_flags_of_host, quantized_model
 from encoder.model.runtime import OnnxModel, served_onnx
 from tests.corpus import SENTENCES
 
@@ -58,6 +59,7 @@ VARIANTS = ("fp32 optimized per-tensor per-channel optimized+per-tensor optimize
             "per-tensor+x64quantprecision optimized+per-channel+x64quantprecision").split()
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 BATCH = {"short": 16, "long": 4}
+SEVEN_BIT = {"avx2"}  # CPU flags for which the service builds its 7-bit copy (no VNNI)
 OPTIMIZE = """import json, sys
 from onnxruntime.transformers.optimizer import optimize_model
 source, target, heads, width, level = sys.argv[1:]
@@ -71,7 +73,7 @@ def parse_variant(name: str) -> frozenset[str]:
     parts = frozenset() if name == "fp32" else frozenset(name.split("+"))
     quantized = len(parts & set(SCHEMES))
     if (parts - PARTS or quantized > 1 or (parts - {"optimized", *SCHEMES} and not quantized)
-            or ("shipped" in parts and parts - {"shipped", "x64quantprecision"})):
+            or ("shipped" in parts and parts - {"shipped", "x64quantprecision", "reduce-range"})):
         raise SystemExit(f"bad variant {name!r}: parts are {sorted(PARTS)}")
     return parts
 
@@ -173,7 +175,8 @@ def build(args: argparse.Namespace, parts: dict[str, frozenset[str]], scratch: P
     for name, p in ((n, p) for n, p in parts.items() if ("optimized" in p) in sources):
         paths[name] = source = sources["optimized" in p]
         if "shipped" in p:  # the service's own copy: its recipe, its cache
-            paths[name] = served_onnx(args.model / "onnx/model.onnx", card, int8=True)
+            paths[name] = quantized_model(sources[False], card, SEVEN_BIT if "reduce-range" in p
+                                          else None)
             continue
         if scheme := next((s for s in SCHEMES if s in p), None):
             tag = (f"optimized{level}-" * ("optimized" in p) + scheme
@@ -234,8 +237,7 @@ def measure(args: argparse.Namespace, paths: dict[str, Path]) -> None:
 
     def session_of(name: str) -> OnnxModel:
         if name not in sessions:
-            model = sessions[name] = OnnxModel(paths[name], args.threads,
-                                               "x64quantprecision" in name)
+            model = sessions[name] = opened(paths[name], args.threads, name)
             task = 0 if model.has_task_id else None
             for workload in batches:  # warm-up: ORT plans and allocates on first runs
                 model.token_states(*batches[workload][-1], task)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.plots import RESULTS, write_csv
+from benchmarks.workloads import reopened
 from encoder.ingress.tokenize import TextTokenizer
 from encoder.model.card import ModelCard
 from encoder.model.runtime import OnnxModel, pad
@@ -26,6 +27,13 @@ def batched(tokenizer: TextTokenizer, card: ModelCard, texts: list[str], size: i
     ids = sorted(tokenizer.encode(texts, card.max_tokens, truncate=True), key=len)
     return [pad([np.asarray(s) for s in ids[i : i + size]], card.pad_token_id)
             for i in range(0, len(ids), size)]
+
+
+def opened(path: Path, threads: int, variant: str) -> OnnxModel:
+    """``variant``'s session: the service's options; ORT's exact U8U8 int8 kernels for an
+    ``x64quantprecision`` variant."""
+    exact = {"session.x64quantprecision": "1"} if "x64quantprecision" in variant else None
+    return reopened(path, threads, entries=exact)
 
 
 def pooled(model: OnnxModel, card: ModelCard, batches: list[tuple[np.ndarray, np.ndarray]],
@@ -47,7 +55,7 @@ def fidelity(args: argparse.Namespace, paths: dict[str, Path], sizes: list[int])
     print(f"{'variant':<44} {'batch':>5} {'cos mean':>9} {'cos min':>9}  worst text")
     vectors, rows = {}, []
     for name, path in paths.items():
-        model = OnnxModel(path, args.threads, "x64quantprecision" in name)
+        model = opened(path, args.threads, name)
         for n in sizes:
             vectors[name, n] = pooled(model, card, batches[n])
             cosine = (vectors[name, n] * vectors["fp32", n]).sum(axis=1)

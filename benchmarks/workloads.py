@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import queue
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import numpy as np
@@ -81,6 +83,23 @@ class Measured:
     p99_ms: float = float("nan")
     detail: str = ""
     batch_size: int | None = None  # the best fixed batch size, for raw_best_batch
+
+
+def reopened(path: Path, threads: int, defaults: bool = False,
+             entries: dict[str, str] | None = None) -> OnnxModel:
+    """``OnnxModel(path, threads)`` with its session opened again: on ORT's default options
+    but the thread count (``defaults``), else on the service's; plus session config
+    ``entries``. The yardsticks and variants a benchmark holds the service's options to."""
+    import onnxruntime as ort
+
+    model = OnnxModel(path, threads)
+    options = ort.SessionOptions() if defaults else model.session.get_session_options()
+    options.intra_op_num_threads = threads
+    for key, value in (entries or {}).items():
+        options.add_session_config_entry(key, value)
+    model.session = ort.InferenceSession(os.fspath(path), options,
+                                         providers=["CPUExecutionProvider"])
+    return model
 
 
 def single_run_ms(model: OnnxModel, card: ModelCard, ids: list[list[int]],

@@ -25,25 +25,32 @@ logger = logging.getLogger(__name__)
 
 # In the copy's name: a new recipe is a new copy, never a stale one.
 RECIPE = "int8w"
-# A product stays fp32 when, in a calibration run, its input spans more than this many
-# times its root mean square: the run's 255 steps then leave a typical value < 4 steps.
-WIDE_INPUT = 64.0
+# By weight bits: a product stays fp32 when, in a calibration run, its input spans more
+# than this many times its root mean square. At 64 the run's 255 steps leave a typical value
+# < 4 steps; 7-bit weights add error of their own, so their copy keeps more products fp32.
+# Both are the widest that meet the fidelity bar with margin on real MiniLM (int8.md).
+WIDE_INPUT = {8: 64.0, 7: 40.0}
 _CALIBRATION_SHAPE = (16, 24)  # sequences x tokens per calibration run
 # CPU flags with int8 dot products that cannot saturate (VNNI, AMX).
 _VNNI_FLAGS = {"avx512_vnni", "avx_vnni", "amx_int8"}
 
 
-def quantized_model(source: Path, card: ModelCard) -> Path:
-    """Path of the int8 copy of ``source``, building it first if it is not cached."""
-    return cached_copy(source, RECIPE, lambda target: _build(source, card, target))
+def quantized_model(source: Path, card: ModelCard, cpu_flags: set[str] | None = None) -> Path:
+    """Path of the int8 copy of ``source`` for a CPU with ``cpu_flags`` (None: this one's),
+    building it first if it is not cached: 7-bit weights where 8-bit ones could saturate
+    (``int8_can_saturate``)."""
+    seven_bit = int8_can_saturate(cpu_flags)
+    return cached_copy(source, RECIPE + "7" * seven_bit,
+                       lambda target: _build(source, card, target, seven_bit))
 
 
-def needs_saturation_guard(cpu_flags: set[str] | None = None) -> bool:
-    """Whether int8 runs need ORT's U8S8 saturation guard on this CPU.
+def int8_can_saturate(cpu_flags: set[str] | None = None) -> bool:
+    """Whether this CPU's int8 kernels can saturate on 8-bit weights.
 
-    Without VNNI, x86 int8 kernels (AVX2, AVX-512) add pairs of products in 16 bits, which
-    can saturate; ``session.x64quantprecision`` switches them to exact, slower U8U8 kernels.
-    With VNNI the guard only costs speed. ``cpu_flags`` defaults to /proc/cpuinfo's.
+    Without VNNI, x86 int8 kernels (AVX2, AVX-512) add pairs of uint8 x int8 products in 16
+    bits: 2 x 255 x 127 overflows them. With 7-bit weights (ORT's ``reduce_range``: -64..64)
+    a pair stays within 2 x 255 x 64 < 2^15, so the fast kernels are exact. ``cpu_flags``
+    defaults to /proc/cpuinfo's.
     """
     flags = cpu_flags_of_host() if cpu_flags is None else cpu_flags
     return bool(flags) and not flags & _VNNI_FLAGS and bool(flags & {"avx2", "avx512f"})
@@ -59,17 +66,19 @@ def cpu_flags_of_host() -> set[str]:
     return set(line.partition(":")[2].split())
 
 
-def _build(source: Path, card: ModelCard, target: Path) -> None:
+def _build(source: Path, card: ModelCard, target: Path, seven_bit: bool) -> None:
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    logger.info("quantizing %s to int8 (once; cached as %s)", source, target.name)
-    wide = wide_input_products(source, card)
+    logger.info("quantizing %s to int8 with %d-bit weights (once; cached as %s)", source,
+                7 if seven_bit else 8, target.name)
+    limit = WIDE_INPUT[7 if seven_bit else 8]
+    wide = wide_input_products(source, card, limit)
     if wide:
-        logger.info("kept in fp32 (inputs wider than %g x their RMS): %s", WIDE_INPUT,
+        logger.info("kept in fp32 (inputs wider than %g x their RMS): %s", limit,
                     ", ".join(wide))
     quantize_dynamic(
-        source, target, weight_type=QuantType.QInt8, per_channel=True,
+        source, target, weight_type=QuantType.QInt8, per_channel=True, reduce_range=seven_bit,
         use_external_data_format=True, op_types_to_quantize=["MatMul"], nodes_to_exclude=wide,
         # jina's graph has tensors whose type ORT's shape inference leaves unknown.
         extra_options={"DefaultTensorType": TensorProto.FLOAT},
@@ -119,6 +128,6 @@ def input_spans(source: Path, card: ModelCard) -> dict[str, float]:
     return {node: spans[x] for node, x in products.items()}
 
 
-def wide_input_products(source: Path, card: ModelCard) -> list[str]:
-    """Matrix products whose input spans more than ``WIDE_INPUT`` x its root mean square."""
-    return sorted(node for node, span in input_spans(source, card).items() if span > WIDE_INPUT)
+def wide_input_products(source: Path, card: ModelCard, limit: float) -> list[str]:
+    """Matrix products whose input spans more than ``limit`` x its root mean square."""
+    return sorted(node for node, span in input_spans(source, card).items() if span > limit)

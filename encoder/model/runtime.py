@@ -31,8 +31,7 @@ class OnnxModel:
     and rerankers (``logits``) all serve.
     """
 
-    def __init__(self, path: Path, threads: int, saturation_guard: bool = False) -> None:
-        """``saturation_guard``: ORT's exact int8 kernels (``needs_saturation_guard``)."""
+    def __init__(self, path: Path, threads: int) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -45,8 +44,6 @@ class OnnxModel:
         # and tokenizer need between runs; on a small machine that costs more than it saves.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if saturation_guard:
-            options.add_session_config_entry("session.x64quantprecision", "1")
         self.threads = threads
         self.session = ort.InferenceSession(os.fspath(path), options,
                                             providers=["CPUExecutionProvider"])

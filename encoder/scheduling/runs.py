@@ -19,7 +19,6 @@ import numpy as np
 from encoder.errors import EmbeddingError, ErrorKind
 from encoder.model.card import ModelCard
 from encoder.model.files import ModelFiles
-from encoder.model.quantize import needs_saturation_guard
 from encoder.model.runtime import OnnxModel, served_onnx
 from encoder.parcels import Parcel
 from encoder.scheduling.planning import plan_even_runs
@@ -42,13 +41,11 @@ def open_sessions(files: ModelFiles, card: ModelCard, threads: int, parallel_run
     the file the model serves (``served_onnx``: prepared, int8 if asked)."""
     assert files.onnx is not None
     onnx = served_onnx(files.onnx, card, int8)
-    guard = int8 and needs_saturation_guard()
     runs = min(parallel_runs, threads)
-    logger.info("loading %s with %d ORT thread(s)%s%s", onnx, threads,
-                f", {runs} parallel runs" if runs > 1 else "",
-                ", U8S8 saturation guard (no VNNI)" if guard else "")
-    parallel = OnnxModel(onnx, threads // runs, guard) if runs > 1 else None
-    return OnnxModel(onnx, threads, guard), parallel
+    logger.info("loading %s with %d ORT thread(s)%s", onnx, threads,
+                f", {runs} parallel runs" if runs > 1 else "")
+    parallel = OnnxModel(onnx, threads // runs) if runs > 1 else None
+    return OnnxModel(onnx, threads), parallel
 
 
 class RunExecutor:
