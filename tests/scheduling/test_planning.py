@@ -20,9 +20,21 @@ def test_even_runs_split_evenly_within_the_budget():
     lengths = np.full(32, 21)
     assert [len(r) for r in plan_runs(lengths, 512)] == [24, 8]
     assert [len(r) for r in plan_even_runs(lengths, 512, 2)] == [16, 16]
-    # 6 greedy runs (5 x 24 and 8) stay 6, evened out: 5 x 22 and 18.
+    # 6 greedy runs (5 x 24 and 8) would leave one worker 3 runs of 22, the other 22, 22
+    # and 18: 8 runs of 16 finish sooner.
     even = plan_even_runs(np.full(128, 21), 512, 2)
-    assert sorted(len(r) for r in even) == [18, 22, 22, 22, 22, 22]
+    assert [len(r) for r in even] == [16] * 8
+
+
+def test_even_runs_split_further_where_that_pads_less():
+    """Two lengths: 2 runs would pad half the short ones to the long; runs of one length
+    each finish sooner on 2 workers, despite each run's cost."""
+    lengths = np.array([21, 13] * 16)
+    assert len(plan_runs(lengths, 512)) == 2
+    runs = plan_even_runs(lengths, 512, 2)
+    assert len(runs) > 2 and all(len(set(lengths[run])) == 1 for run in runs)
+    # One length only: more runs would only add their cost.
+    assert len(plan_even_runs(np.full(32, 21), 512, 2)) == 2
 
 
 @pytest.mark.parametrize("parts", [1, 2, 3])
