@@ -7,8 +7,9 @@ import numpy as np
 # A run's fixed cost in padded tokens' worth: one-thread runs of 17-token queries cost
 # 31 ms + 115 ms a query on jina-v3 (4.6 tokens), 1.7 + 3.6 ms on MiniLM (8).
 RUN_COST_TOKENS = 6
-# Rounds of ``parts`` runs a window may take beyond the fewest, to pad less.
-_EXTRA_ROUNDS = 3
+# Rounds of ``parts`` runs a window may take beyond the fewest, to pad less (0: the fewest;
+# benchmarks/scheduler_ab.py compares values).
+EXTRA_ROUNDS = 3
 
 
 def plan_runs(lengths: np.ndarray, budget: int) -> list[np.ndarray]:
@@ -34,7 +35,7 @@ def plan_even_runs(lengths: np.ndarray, budget: int, parts: int) -> list[np.ndar
     For ``parts`` runs at once: greedy packing leaves a small last run whose part idles
     while the others finish (32 queries: runs of 24 and 8); evened out, two runs of 16.
     More runs pad less, each spanning fewer lengths, but each costs ``RUN_COST_TOKENS``
-    more: of the fewest runs and up to ``_EXTRA_ROUNDS`` more rounds of ``parts``, the plan
+    more: of the fewest runs and up to ``EXTRA_ROUNDS`` more rounds of ``parts``, the plan
     whose busiest worker finishes first wins (never more runs than sequences).
     """
     runs = plan_runs(lengths, budget)
@@ -42,7 +43,7 @@ def plan_even_runs(lengths: np.ndarray, budget: int, parts: int) -> list[np.ndar
         return runs
     fewest = -(-len(runs) // parts) * parts
     targets = sorted({min(len(lengths), fewest + parts * extra)
-                      for extra in range(_EXTRA_ROUNDS + 1)})
+                      for extra in range(EXTRA_ROUNDS + 1)})
     plans = [_runs_within(lengths, budget, target) for target in targets]
     return min(plans, key=lambda plan: _finish(lengths, plan, parts))
 
