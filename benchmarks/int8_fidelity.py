@@ -32,8 +32,9 @@ def batched(tokenizer: TextTokenizer, card: ModelCard, texts: list[str], size: i
 def opened(path: Path, threads: int, variant: str) -> OnnxModel:
     """``variant``'s session: the service's options; ORT's exact U8U8 int8 kernels for an
     ``x64quantprecision`` variant."""
-    exact = {"session.x64quantprecision": "1"} if "x64quantprecision" in variant else None
-    return reopened(path, threads, entries=exact)
+    if "x64quantprecision" not in variant:
+        return OnnxModel(path, threads)
+    return reopened(path, threads, entries={"session.x64quantprecision": "1"})
 
 
 def pooled(model: OnnxModel, card: ModelCard, batches: list[tuple[np.ndarray, np.ndarray]],
